@@ -1,0 +1,78 @@
+package drain
+
+import "net/http"
+
+// Handler returns an http.Handler that serves each request with next while
+// counting it as one unit of work in c:
+//
+//   - the count comes back down when next returns, panics, or after it
+//     hijacked the connection and returned;
+//   - while the drain is in progress, every response carries
+//     "Connection: close", so HTTP/1 clients move to another connection and
+//     HTTP/2 connections are sent GOAWAY;
+//   - once the drain has ended, a request is answered "503 Service
+//     Unavailable" with "Retry-After" and "Connection: close", never reset;
+//   - the request's context carries c (see FromContext and
+//     DrainingFromContext).
+//
+// A nil next serves http.DefaultServeMux, as http.Server does. Handler
+// panics if c is nil, when the handler is built rather than on a request.
+func (c *Controller) Handler(next http.Handler) http.Handler {
+	if c == nil {
+		panic("drain: Handler called on a nil *Controller")
+	}
+	if next == nil {
+		next = http.DefaultServeMux
+	}
+	return &handler{c: c, next: next}
+}
+
+type handler struct {
+	c    *Controller
+	next http.Handler
+	// servedByServe is set by Serve, which counts connections rather than
+	// requests (a connection is busy exactly while a request is on it) and
+	// puts c into every request's context through BaseContext. The handler
+	// is then left with the headers: no count, no request copy.
+	servedByServe bool
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.servedByServe {
+		h.serveCounted(w, r)
+		return
+	}
+	state := h.c.acquire()
+	if state&flagDone != 0 {
+		refuse(w)
+		return
+	}
+	defer h.c.Release()
+	if state&flagDraining != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	if FromContext(r.Context()) != h.c {
+		r = r.WithContext(NewContext(r.Context(), h.c))
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// serveCounted serves a request whose connection already holds a unit.
+func (h *handler) serveCounted(w http.ResponseWriter, r *http.Request) {
+	state := h.c.state.Load()
+	if state&flagDone != 0 {
+		refuse(w)
+		return
+	}
+	if state&flagDraining != 0 {
+		w.Header().Set("Connection", "close")
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+func refuse(w http.ResponseWriter) {
+	header := w.Header()
+	header.Set("Connection", "close")
+	header.Set("Retry-After", "1")
+	http.Error(w, "503 Service Unavailable: this server has drained", http.StatusServiceUnavailable)
+}

@@ -1,0 +1,99 @@
+package drain
+
+import "time"
+
+// MinCheckInterval is the shortest delay a Meter ever asks for between two
+// samples.
+const MinCheckInterval = 10 * time.Millisecond
+
+// A Meter decides, one memory sample at a time, whether a process has passed
+// its limit and how long to wait before the next sample.
+//
+// A fixed interval cannot both catch a fast leak close to the limit and
+// stay cheap: at 20 MB/s, a 1 s interval overshoots a 150 MiB limit by up
+// to 13 %. A Meter therefore estimates the growth rate and waits half the
+// time the process needs to reach its limit at that rate, never less than
+// MinCheckInterval and never more than Interval. Far from the limit it
+// samples at Interval; approaching it, the waits shrink geometrically, so a
+// crossing is seen within about MinCheckInterval.
+//
+// The zero Meter never reports a process over its limit. A Meter is not safe
+// for concurrent use.
+type Meter struct {
+	// Limit is the memory limit in bytes. Zero means no limit.
+	Limit uint64
+	// Consecutive is how many samples in a row must be over the limit
+	// before Observe reports it; zero means 1. More than one rides out a
+	// brief spike, at the cost of reacting later.
+	Consecutive int
+	// Interval is the longest wait between samples; zero means 1 s.
+	Interval time.Duration
+	// Lead makes Observe report a process as over its limit when, at its
+	// current growth rate, it will pass the limit within Lead. A supervisor
+	// sets it to the time a replacement needs to get ready, so the
+	// replacement serves before the old process crosses the limit.
+	Lead time.Duration
+
+	over   int
+	last   uint64
+	lastAt time.Time
+	rate   float64 // bytes per second, smoothed; zero when not growing
+}
+
+// Observe records a sample of bytes taken at now. It reports whether the
+// process counts as over its limit, and how long to wait before the next
+// sample.
+func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Duration) {
+	m.updateRate(now, bytes)
+	interval := m.Interval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	if m.Limit == 0 {
+		return false, interval
+	}
+	projected := float64(bytes) + m.rate*m.Lead.Seconds()
+	if projected >= float64(m.Limit) {
+		m.over++
+	} else {
+		m.over = 0
+	}
+	consecutive := max(m.Consecutive, 1)
+	switch {
+	case m.over >= consecutive:
+		return true, min(MinCheckInterval, interval)
+	case m.over > 0: // confirm a crossing quickly
+		return false, min(MinCheckInterval, interval)
+	case m.rate <= 0:
+		return false, interval
+	}
+	remaining := (float64(m.Limit) - projected) / m.rate // seconds to the limit
+	wait := time.Duration(remaining / 2 * float64(time.Second))
+	return false, min(max(wait, MinCheckInterval), interval)
+}
+
+// Rate returns the smoothed growth rate in bytes per second, zero when the
+// process is not growing.
+func (m *Meter) Rate() float64 { return m.rate }
+
+// Reset forgets the history, as for a new process.
+func (m *Meter) Reset() {
+	m.over, m.last, m.lastAt, m.rate = 0, 0, time.Time{}, 0
+}
+
+func (m *Meter) updateRate(now time.Time, bytes uint64) {
+	defer func() { m.last, m.lastAt = bytes, now }()
+	if m.lastAt.IsZero() {
+		return
+	}
+	elapsed := now.Sub(m.lastAt).Seconds()
+	if elapsed <= 0 {
+		return
+	}
+	sample := (float64(bytes) - float64(m.last)) / elapsed
+	// Memory grows in steps (heap growth, a large allocation) and falls when
+	// the garbage collector returns pages; a falling sample says nothing of
+	// the leak, so it only pulls the estimate down, never below zero.
+	const weight = 0.5
+	m.rate = max(weight*sample+(1-weight)*m.rate, 0)
+}

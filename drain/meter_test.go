@@ -1,0 +1,87 @@
+package drain
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestMeterWithoutALimitNeverReportsOver(t *testing.T) {
+	var m Meter
+	over, next := m.Observe(time.Now(), 1<<40)
+	assert.False(t, over)
+	assert.Equal(t, time.Second, next)
+}
+
+// TestMeterCatchesAFastLeakCloseToTheLimit simulates a process leaking
+// 20 MB/s towards a 150 MiB limit and follows the Meter's schedule: the
+// crossing must be seen with little overshoot, with few samples.
+func TestMeterCatchesAFastLeakCloseToTheLimit(t *testing.T) {
+	const rate = 20e6 // bytes per second
+	const limit = 150 << 20
+	m := Meter{Limit: limit, Interval: time.Second}
+	start := time.Unix(0, 0)
+	now := start
+	samples := 0
+	for {
+		bytes := uint64(30<<20 + rate*now.Sub(start).Seconds())
+		over, next := m.Observe(now, bytes)
+		samples++
+		if over {
+			overshoot := float64(bytes)/limit - 1
+			assert.Less(t, overshoot, 0.01, "seen at %d bytes", bytes)
+			assert.GreaterOrEqual(t, bytes, uint64(limit))
+			break
+		}
+		assert.GreaterOrEqual(t, next, MinCheckInterval)
+		assert.LessOrEqual(t, next, time.Second)
+		now = now.Add(next)
+		if samples > 1000 {
+			t.Fatal("the Meter never reported the crossing")
+		}
+	}
+	// A fixed 10 ms interval would need ~630 samples for the same precision.
+	assert.Less(t, samples, 30, "samples taken")
+}
+
+func TestMeterSamplesSlowlyWhenMemoryIsFlat(t *testing.T) {
+	m := Meter{Limit: 100 << 20, Interval: 500 * time.Millisecond}
+	now := time.Unix(0, 0)
+	for range 5 {
+		over, next := m.Observe(now, 10<<20)
+		assert.False(t, over)
+		assert.Equal(t, 500*time.Millisecond, next)
+		now = now.Add(next)
+	}
+	assert.Zero(t, m.Rate())
+}
+
+func TestMeterNeedsConsecutiveSamplesOver(t *testing.T) {
+	m := Meter{Limit: 100, Consecutive: 3}
+	now := time.Unix(0, 0)
+	step := func(bytes uint64) bool {
+		now = now.Add(time.Second)
+		over, _ := m.Observe(now, bytes)
+		return over
+	}
+	assert.False(t, step(150))
+	assert.False(t, step(150))
+	assert.False(t, step(90), "a dip resets the streak")
+	assert.False(t, step(150))
+	assert.False(t, step(150))
+	assert.True(t, step(150))
+}
+
+func TestMeterLeadReportsAProjectedCrossing(t *testing.T) {
+	m := Meter{Limit: 100 << 20, Lead: 500 * time.Millisecond}
+	now := time.Unix(0, 0)
+	m.Observe(now, 80<<20)
+	// +10 MiB in 250 ms is 40 MiB/s: within 500 ms it would pass 100 MiB.
+	over, _ := m.Observe(now.Add(250*time.Millisecond), 90<<20)
+	assert.True(t, over)
+	m.Reset()
+	assert.Zero(t, m.Rate())
+	over, _ = m.Observe(now, 90<<20)
+	assert.False(t, over, "after Reset there is no rate to project with")
+}

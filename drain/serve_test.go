@@ -1,0 +1,434 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// served is what a Serve call returned.
+type served struct {
+	res Result
+	err error
+}
+
+// server is one drain-controlled http.Server under test.
+type server struct {
+	c    *Controller
+	srv  *http.Server
+	done chan served
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// share returns a second listener on the same socket as ln, as a cluster
+// worker inherits it: both accept from one kernel queue.
+func share(t *testing.T, ln net.Listener) net.Listener {
+	t.Helper()
+	f, err := ln.(*net.TCPListener).File()
+	require.NoError(t, err)
+	defer f.Close()
+	dup, err := net.FileListener(f)
+	require.NoError(t, err)
+	t.Cleanup(func() { dup.Close() })
+	return dup
+}
+
+func startServer(t *testing.T, ln net.Listener, timeout time.Duration, h http.Handler, configure ...func(*http.Server)) *server {
+	t.Helper()
+	s := &server{c: newController(t, timeout), srv: &http.Server{Handler: h}, done: make(chan served, 1)}
+	s.srv.ErrorLog = nil
+	for _, f := range configure {
+		f(s.srv)
+	}
+	go func() {
+		res, err := Serve(s.srv, s.c, ln)
+		s.done <- served{res, err}
+	}()
+	t.Cleanup(func() {
+		s.c.Start(Manual)
+		s.wait(t)
+	})
+	return s
+}
+
+// wait returns what Serve returned, once it has.
+func (s *server) wait(t *testing.T) served {
+	t.Helper()
+	select {
+	case r := <-s.done:
+		s.done <- r // let later waits see it too
+		return r
+	case <-time.After(waitLimit):
+		t.Fatalf("Serve did not return within %v", waitLimit)
+		return served{}
+	}
+}
+
+// tagged answers 200 with the name of the server that served the request.
+func tagged(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Served-By", name)
+		io.WriteString(w, "ok")
+	})
+}
+
+// gate is a handler that holds every request until opened, and tells the
+// test how many requests are waiting.
+type gate struct {
+	open    chan struct{}
+	arrived chan struct{}
+}
+
+func newGate() *gate { return &gate{open: make(chan struct{}), arrived: make(chan struct{}, 100)} }
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.arrived <- struct{}{}
+	<-g.open
+	io.WriteString(w, "done")
+}
+
+func (g *gate) waitArrivals(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-g.arrived:
+		case <-time.After(waitLimit):
+			t.Fatalf("requests did not reach the handler within %v", waitLimit)
+		}
+	}
+}
+
+func get(client *http.Client, url string) (*http.Response, string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, string(body), err
+}
+
+func TestServeRejectsBadArguments(t *testing.T) {
+	c := newController(t, time.Minute)
+	ln := listen(t)
+	for name, call := range map[string]func() error{
+		"nil server":     func() error { _, err := Serve(nil, c, ln); return err },
+		"nil controller": func() error { _, err := Serve(&http.Server{}, nil, ln); return err },
+		"no listener":    func() error { _, err := Serve(&http.Server{}, c); return err },
+		"nil listener":   func() error { _, err := Serve(&http.Server{}, c, nil); return err },
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := call()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "drain: Serve")
+		})
+	}
+}
+
+func TestServeFinishesInFlightRequestsThenReturns(t *testing.T) {
+	ln := listen(t)
+	g := newGate()
+	s := startServer(t, ln, time.Minute, g)
+	url := "http://" + ln.Addr().String()
+
+	const requests = 5
+	type reply struct {
+		status int
+		body   string
+		err    error
+	}
+	replies := make(chan reply, requests)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for range requests {
+		go func() {
+			resp, body, err := get(client, url)
+			if err != nil {
+				replies <- reply{err: err}
+				return
+			}
+			replies <- reply{resp.StatusCode, body, nil}
+		}()
+	}
+	g.waitArrivals(t, requests)
+	s.c.Start(Memory)
+	assert.False(t, isClosed(s.c.Done()), "requests are still in flight")
+
+	close(g.open)
+	for range requests {
+		r := <-replies
+		require.NoError(t, r.err)
+		assert.Equal(t, http.StatusOK, r.status)
+		assert.Equal(t, "done", r.body)
+	}
+	got := s.wait(t)
+	require.NoError(t, got.err)
+	assert.Equal(t, Memory, got.res.Reason)
+	assert.False(t, got.res.DeadlineExceeded)
+	assert.Zero(t, got.res.Abandoned)
+
+	_, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	assert.Error(t, err, "the listener must be closed after the drain")
+}
+
+func TestServeTellsKeepAliveClientsToLeave(t *testing.T) {
+	ln := listen(t)
+	g := newGate()
+	mux := http.NewServeMux()
+	mux.Handle("/hold", g)
+	mux.Handle("/", tagged("a"))
+	s := startServer(t, ln, time.Minute, mux)
+	url := "http://" + ln.Addr().String()
+
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	resp, _, err := get(client, url)
+	require.NoError(t, err)
+	assert.False(t, resp.Close, "before the drain the connection is kept alive")
+
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := get(&http.Client{Transport: &http.Transport{}}, url+"/hold")
+		held <- err
+	}()
+	g.waitArrivals(t, 1)
+	s.c.Start(Manual)
+
+	var reused bool
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err = client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.True(t, reused, "the request went over the kept-alive connection")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a request on an open connection is still served during the drain")
+	assert.True(t, resp.Close, "its response must carry Connection: close")
+
+	close(g.open)
+	require.NoError(t, <-held)
+	require.NoError(t, s.wait(t).err)
+}
+
+// TestServeHandsOverWithoutLosingARequest is the cluster's hand-over in one
+// process: two servers accept from one socket, clients hammer it, and one
+// server drains. Not one request may fail, and Go's transport must not have
+// had to retry any.
+func TestServeHandsOverWithoutLosingARequest(t *testing.T) {
+	for _, mode := range []struct {
+		name      string
+		keepAlive bool
+		http2     bool
+	}{
+		{"keep-alive", true, false},
+		{"new connection per request", false, false},
+		{"h2c", true, true},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			lnA := listen(t)
+			lnB := share(t, lnA)
+			h2c := func(srv *http.Server) {
+				if mode.http2 {
+					srv.Protocols = new(http.Protocols)
+					srv.Protocols.SetHTTP1(true)
+					srv.Protocols.SetUnencryptedHTTP2(true)
+				}
+			}
+			// b starts once a has served a share, so the connections are
+			// a's to begin with; both then accept from the one socket.
+			a := startServer(t, lnA, time.Minute, tagged("a"), h2c)
+			var b *server
+			var fromA, fromBAfterDrain atomic.Int64
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			drainedA := make(chan struct{})
+			result := loadgen.Run(ctx, loadgen.Config{
+				URL:       "http://" + lnA.Addr().String(),
+				Clients:   8,
+				KeepAlive: mode.keepAlive,
+				HTTP2:     mode.http2,
+				PerClient: 400,
+				Header:    "X-Served-By",
+				OnResponse: func(o loadgen.Outcome) {
+					switch {
+					case o.Header == "a" && fromA.Add(1) == 200:
+						b = startServer(t, lnB, time.Minute, tagged("b"), h2c)
+						go func() {
+							a.c.Start(Manual)
+							a.wait(t)
+							close(drainedA)
+						}()
+					case o.Header == "b" && isClosed(drainedA):
+						fromBAfterDrain.Add(1)
+					}
+				},
+			})
+			waitClosed(t, drainedA, "server a's drain")
+			got := a.wait(t)
+			require.NoError(t, got.err)
+			assert.False(t, got.res.DeadlineExceeded)
+			assert.Zero(t, result.Failed, "%v", result)
+			if mode.http2 {
+				// Streams the client opened while the server's GOAWAY was
+				// on its way are refused unprocessed and resent on a new
+				// connection: HTTP/2's own safe retry (RFC 9113, 6.8).
+				t.Logf("h2c: %v", result)
+			} else {
+				assert.Zero(t, result.Retried, "%v", result)
+			}
+			assert.Equal(t, 8*400, result.Requests)
+			assert.GreaterOrEqual(t, fromA.Load(), int64(200))
+			assert.Positive(t, fromBAfterDrain.Load(), "b must take over the load")
+			b.c.Start(Manual)
+			require.NoError(t, b.wait(t).err)
+		})
+	}
+}
+
+func TestServeLetsLongLivedHandlersEndEarly(t *testing.T) {
+	ln := listen(t)
+	streaming := make(chan struct{})
+	stream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		close(streaming)
+		<-DrainingFromContext(r.Context())
+		io.WriteString(w, "bye")
+	})
+	s := startServer(t, ln, time.Minute, stream)
+	body := make(chan string, 1)
+	go func() {
+		_, b, err := get(http.DefaultClient, "http://"+ln.Addr().String())
+		if err != nil {
+			b = err.Error()
+		}
+		body <- b
+	}()
+	waitClosed(t, streaming, "the stream")
+	s.c.Start(Manual)
+	assert.Equal(t, "bye", <-body)
+	got := s.wait(t)
+	assert.False(t, got.res.DeadlineExceeded, "the stream ended when told; the deadline played no part")
+}
+
+func TestServeDeadlineCutsHungRequests(t *testing.T) {
+	ln := listen(t)
+	hung := make(chan struct{}, 1)
+	s := startServer(t, ln, 50*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hung <- struct{}{}
+		<-r.Context().Done() // ends when Serve closes the connection
+	}))
+	failed := make(chan error, 1)
+	go func() {
+		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		failed <- err
+	}()
+	<-hung
+	s.c.Start(Manual)
+	got := s.wait(t)
+	assert.True(t, got.res.DeadlineExceeded)
+	assert.Equal(t, 1, got.res.Abandoned)
+	assert.Error(t, <-failed, "the abandoned request's connection is closed")
+}
+
+func TestServeReportsAListenerFailure(t *testing.T) {
+	ln := listen(t)
+	c := newController(t, time.Minute)
+	ln.Close() // fails the first Accept
+	res, err := Serve(&http.Server{Handler: tagged("x")}, c, ln)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "serving HTTP")
+	assert.Equal(t, Manual, res.Reason)
+}
+
+func TestHandlerRefusesRequestsAfterTheDrain(t *testing.T) {
+	c := newController(t, time.Minute)
+	ln := listen(t)
+	srv := &http.Server{Handler: c.Handler(tagged("x"))}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c.Start(Manual)
+	require.True(t, isClosed(c.Done()))
+
+	resp, body, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.True(t, resp.Close, "Connection: close")
+	assert.Contains(t, body, "drained")
+}
+
+func TestListenAndServeDrainsOnSignal(t *testing.T) {
+	ln := listen(t)
+	c := newController(t, time.Minute)
+	srv := &http.Server{Handler: tagged("x")}
+	done := make(chan served, 1)
+	go func() {
+		res, err := ListenAndServe(context.Background(), srv, c, Options{Listener: ln, Logger: quiet})
+		done <- served{res, err}
+	}()
+	url := "http://" + ln.Addr().String()
+	require.Eventually(t, func() bool {
+		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, url)
+		return err == nil
+	}, waitLimit, 5*time.Millisecond, "the server must come up")
+
+	p, err := os.FindProcess(os.Getpid())
+	require.NoError(t, err)
+	require.NoError(t, p.Signal(os.Interrupt))
+	select {
+	case got := <-done:
+		require.NoError(t, got.err)
+		assert.Equal(t, Signal, got.res.Reason)
+		assert.Equal(t, 0, got.res.ExitCode())
+	case <-time.After(waitLimit):
+		t.Fatal("ListenAndServe did not return after SIGINT")
+	}
+}
+
+func TestListenAndServeDrainsAtTheMemoryLimit(t *testing.T) {
+	ln := listen(t)
+	c := newController(t, time.Minute)
+	var samples atomic.Int64
+	grows := SamplerFunc(func(pid int) (uint64, error) {
+		if pid != os.Getpid() {
+			return 0, fmt.Errorf("sampled pid %d, want self", pid)
+		}
+		n := samples.Add(1)
+		if n == 2 {
+			return 0, errors.New("a failed sample is skipped")
+		}
+		return uint64(n) << 20, nil // 1 MiB more each time
+	})
+	opts := Options{Listener: ln, Logger: quiet, Watch: Watch{Limit: 5 << 20, Sampler: grows, Interval: time.Millisecond}}
+	res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("x")}, c, opts)
+	require.NoError(t, err)
+	assert.Equal(t, Memory, res.Reason)
+	assert.Equal(t, ExitMemory, res.ExitCode())
+	assert.Equal(t, int64(5), samples.Load(), "the drain starts at the first sample at the limit")
+}
+
+func TestListenAndServeRejectsABadWatch(t *testing.T) {
+	c := newController(t, time.Minute)
+	_, err := ListenAndServe(context.Background(), &http.Server{}, c, Options{Watch: Watch{Limit: 1 << 20, Interval: -time.Second}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Watch.Interval")
+}

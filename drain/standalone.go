@@ -1,0 +1,118 @@
+package drain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// ExitMemory is the exit code a program should use after a drain that its
+// own limits started (memory, requests, age): 75, EX_TEMPFAIL, "try again".
+// It is non-zero so that systemd's Restart=on-failure restarts the process;
+// Kubernetes restarts a Deployment's container whatever the code.
+const ExitMemory = 75
+
+// ExitCode returns the exit code a standalone program should end with after
+// this drain: 0 when it was asked to stop (a signal, the program itself, a
+// supervisor, a reload), ExitMemory when its own limits started it.
+func (r Result) ExitCode() int {
+	switch r.Reason {
+	case Memory, Requests, Age:
+		return ExitMemory
+	}
+	return 0
+}
+
+// Options configures ListenAndServe. The zero value serves until SIGTERM or
+// SIGINT with no memory limit.
+type Options struct {
+	// Watch, when its Limit is set, samples this process's memory and
+	// drains when it passes the limit. Watch.Pid is ignored.
+	Watch Watch
+	// Signals start the drain with reason Signal. Nil means SIGTERM and
+	// SIGINT.
+	Signals []os.Signal
+	// Listener, when set, is served instead of listening on srv.Addr.
+	Listener net.Listener
+	// Logger receives the lifecycle; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ListenAndServe runs one process the way Kubernetes and systemd expect: it
+// serves srv (on opts.Listener, else on srv.Addr, ":http" if empty) until a
+// signal, the memory limit, or the end of ctx starts the drain; then it
+// drains with Serve and returns the Result. A second signal during the
+// drain is not needed and not handled: the platform's own kill timeout is
+// the backstop. Exit with Result.ExitCode so the platform restarts the
+// process when it drained on its own.
+func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts Options) (Result, error) {
+	if srv == nil || c == nil {
+		return Result{}, errors.New("drain: ListenAndServe needs an *http.Server and a *Controller")
+	}
+	if opts.Watch.Limit > 0 {
+		if err := opts.Watch.Validate(); err != nil {
+			return Result{}, err
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ln := opts.Listener
+	if ln == nil {
+		addr := srv.Addr
+		if addr == "" {
+			addr = ":http"
+		}
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return Result{}, fmt.Errorf("drain: listening on %s: %w", addr, err)
+		}
+	}
+	signals := opts.Signals
+	if signals == nil {
+		signals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+	}
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, signals...)
+	defer signal.Stop(caught)
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchDone := make(chan error, 1)
+	if opts.Watch.Limit > 0 {
+		w := opts.Watch
+		w.Pid = 0
+		if w.Logger == nil {
+			w.Logger = log
+		}
+		go func() { watchDone <- w.Run(watchCtx, c) }()
+	} else {
+		watchDone <- nil
+	}
+
+	go func() {
+		select {
+		case sig := <-caught:
+			log.Info("signal received; draining", "signal", sig.String())
+			c.Start(Signal)
+		case <-ctx.Done():
+			c.Start(Manual)
+		case <-c.Draining():
+		}
+	}()
+
+	log.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	result, err := Serve(srv, c, ln)
+	stopWatch()
+	if werr := <-watchDone; werr != nil && err == nil {
+		err = werr
+	}
+	return result, err
+}

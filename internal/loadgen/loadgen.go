@@ -1,0 +1,168 @@
+// Package loadgen drives closed-loop HTTP load at a server on this machine
+// and classifies every outcome. memdrain's tests and benchmarks use it to
+// prove that recycling loses no request: failures are counted by kind, and
+// the requests that Go's transport silently retried are counted through
+// net/http/httptrace.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Config describes one load run.
+type Config struct {
+	// URL is requested with GET by every client.
+	URL string
+	// Clients is the number of concurrent closed-loop clients.
+	Clients int
+	// KeepAlive reuses connections; otherwise every request dials anew.
+	KeepAlive bool
+	// HTTP2 speaks HTTP/2 without TLS (h2c, prior knowledge).
+	HTTP2 bool
+	// PerClient bounds the requests of each client; zero means until ctx ends.
+	PerClient int
+	// Timeout bounds each request; zero means 10 s.
+	Timeout time.Duration
+	// Header names a response header whose values are tallied in
+	// Result.ByHeader (for example the serving process's pid).
+	Header string
+	// OnResponse, if set, is called after each request with its outcome.
+	OnResponse func(Outcome)
+}
+
+// Outcome is one request's end.
+type Outcome struct {
+	Start, End time.Time
+	Status     int    // 0 on a transport failure
+	Failure    string // empty on success
+	Retried    bool   // the transport sent the request more than once
+	Header     string // the value of Config.Header
+}
+
+// Result totals a load run.
+type Result struct {
+	Requests int
+	Failed   int
+	Retried  int
+	Failures map[string]int // by kind: refused, reset, eof, timeout, status 503, other: ...
+	ByHeader map[string]int
+}
+
+// String summarises the result on one line.
+func (r Result) String() string {
+	return fmt.Sprintf("requests=%d failed=%d retried=%d failures=%v", r.Requests, r.Failed, r.Retried, r.Failures)
+}
+
+// Run drives the load until every client finished its PerClient requests or
+// ctx ends, and returns the totals.
+func Run(ctx context.Context, cfg Config) Result {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	transport := &http.Transport{
+		DisableKeepAlives:   !cfg.KeepAlive,
+		MaxIdleConnsPerHost: max(cfg.Clients, 2),
+		DialContext:         (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
+	}
+	if cfg.HTTP2 {
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetUnencryptedHTTP2(true)
+	}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: cfg.Timeout}
+
+	var mu sync.Mutex
+	total := Result{Failures: map[string]int{}, ByHeader: map[string]int{}}
+	var wg sync.WaitGroup
+	for range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; cfg.PerClient == 0 || i < cfg.PerClient; i++ {
+				if ctx.Err() != nil {
+					return
+				}
+				o := do(ctx, client, cfg)
+				if o.Failure == "canceled" {
+					return // the run ended under this request; it is not a server's failure
+				}
+				mu.Lock()
+				total.Requests++
+				if o.Failure != "" {
+					total.Failed++
+					total.Failures[o.Failure]++
+				}
+				if o.Retried {
+					total.Retried++
+				}
+				if cfg.Header != "" {
+					total.ByHeader[o.Header]++
+				}
+				mu.Unlock()
+				if cfg.OnResponse != nil {
+					cfg.OnResponse(o)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total
+}
+
+func do(ctx context.Context, client *http.Client, cfg Config) Outcome {
+	var attempts atomic.Int32
+	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { attempts.Add(1) }}
+	o := Outcome{Start: time.Now()}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, cfg.URL, nil)
+	if err != nil {
+		o.Failure = "other: " + err.Error()
+		return o
+	}
+	resp, err := client.Do(req)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		o.Status = resp.StatusCode
+		if cfg.Header != "" {
+			o.Header = resp.Header.Get(cfg.Header)
+		}
+	}
+	o.End = time.Now()
+	o.Retried = attempts.Load() > 1
+	switch {
+	case err != nil && ctx.Err() != nil:
+		o.Failure = "canceled"
+	case err != nil:
+		o.Failure = Classify(err)
+	case o.Status < 200 || o.Status > 299:
+		o.Failure = fmt.Sprintf("status %d", o.Status)
+	}
+	return o
+}
+
+// Classify names the kind of a transport error: refused, reset, eof,
+// timeout, or "other: " and the message.
+func Classify(err error) string {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return "timeout"
+	}
+	return "other: " + err.Error()
+}
