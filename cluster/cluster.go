@@ -1,0 +1,276 @@
+// Package cluster runs an HTTP server as a master and N worker processes of
+// the same binary on shared listening sockets, and replaces a worker whose
+// memory passes a limit without losing a request: the replacement is
+// started first, and only once it is ready is the old worker drained (it
+// stops accepting, finishes every request, and exits the moment the last
+// one ends). Crashed workers are respawned with backoff; planned exits never
+// cause a second spawn.
+//
+// Go has no fork: the master re-executes its own binary (os.Executable) with
+// an environment marker, and Run decides which side it is on, like Node's
+// cluster.isPrimary:
+//
+//	func main() {
+//		err := cluster.Run(cluster.Config{Listen: []string{":8080"}, MaxMemory: 400 << 20},
+//			func(w *cluster.Worker) error {
+//				return w.Serve(&http.Server{Handler: mux})
+//			})
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//	}
+//
+// Signals to the master: SIGTERM or SIGINT drain every worker and make Run
+// return (a second one kills them at once); SIGHUP replaces every worker,
+// one at a time, picking up a new binary at the same path.
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/memdrain/memdrain/drain"
+)
+
+// A Cluster is a configured cluster, on either side: New it, then Run it.
+// On the master side, Status, Stop and Reload may be called from other
+// goroutines while Run runs.
+type Cluster struct {
+	cfg      Config
+	requests chan any // evStop or evReload from Stop and Reload
+
+	mu     sync.Mutex
+	status []WorkerStatus
+}
+
+// Run is New followed by Cluster.Run.
+func Run(cfg Config, serve func(*Worker) error) error {
+	c, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return c.Run(serve)
+}
+
+// New validates cfg and returns a Cluster. In the master it also checks
+// that MaxMemory for every worker, plus the replacements that run beside
+// them, fits in the memory the process may use (its cgroup limit, else the
+// machine's).
+func New(cfg Config) (*Cluster, error) {
+	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" {
+		return nil, fmt.Errorf("cluster: not supported on %s; it runs on linux and darwin (package drain works everywhere)", runtime.GOOS)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if !IsWorker() && (cfg.MaxMemory > 0 || cfg.TotalMemory > 0) {
+		available, source, err := drain.AvailableMemory()
+		if err != nil {
+			cfg.Logger.Warn("could not tell how much memory this process may use; MaxMemory not checked", "err", err)
+		} else if err := cfg.checkMemoryFits(available, source); err != nil {
+			return nil, err
+		}
+	}
+	return &Cluster{cfg: cfg, requests: make(chan any, 4)}, nil
+}
+
+// IsMaster reports whether this process is the master (it was not started
+// by a master as a worker).
+func (c *Cluster) IsMaster() bool { return !IsWorker() }
+
+// Run runs this process's side of the cluster. In a worker it calls serve
+// with the Worker and returns what serve returns; the program should then
+// exit (non-zero on an error, which the master counts as a crash). In the
+// master it supervises the workers until SIGTERM, SIGINT or Stop, drains
+// them all, and returns nil; or returns an error if it gave up after too
+// many crashes, or could not start.
+func (c *Cluster) Run(serve func(*Worker) error) error {
+	if serve == nil {
+		return errors.New("cluster: Run needs a serve function, got nil")
+	}
+	if IsWorker() {
+		return runWorker(c.cfg, serve)
+	}
+	return c.runMaster()
+}
+
+// Status returns a snapshot of every worker process, by slot, as of the
+// master's last decision. It returns nil in a worker or before Run.
+func (c *Cluster) Status() []WorkerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]WorkerStatus(nil), c.status...)
+}
+
+// Stop asks the master to drain every worker and return, as SIGTERM does.
+// A second Stop kills the workers at once.
+func (c *Cluster) Stop() { c.request(evStop{}) }
+
+// Reload asks the master to replace every worker, one at a time, as SIGHUP
+// does.
+func (c *Cluster) Reload() { c.request(evReload{}) }
+
+func (c *Cluster) request(ev any) {
+	select {
+	case c.requests <- ev:
+	default: // requests already pending say the same
+	}
+}
+
+func (c *Cluster) runMaster() error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cluster: finding this program's binary to start workers: %w", err)
+	}
+	listeners, files, err := c.listeners()
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+		if len(c.cfg.Listeners) == 0 {
+			for _, ln := range listeners {
+				ln.Close()
+			}
+		}
+	}()
+	if err != nil {
+		return err
+	}
+	addrs := make([]string, len(listeners))
+	for i, ln := range listeners {
+		addrs[i] = ln.Addr().String()
+	}
+	m := &master{
+		cfg:       c.cfg,
+		log:       c.cfg.Logger.With("master", os.Getpid()),
+		exe:       exe,
+		listeners: listeners,
+		files:     files,
+		addrs:     addrs,
+		spawner:   newSpawner(),
+		events:    make(chan any, 64),
+		done:      make(chan struct{}),
+		procs:     make(map[int]*proc),
+		publish: func(s []WorkerStatus) {
+			c.mu.Lock()
+			c.status = s
+			c.mu.Unlock()
+		},
+	}
+	defer m.spawner.stop()
+	m.log.Info("master started", "workers", c.cfg.Workers, "listen", strings.Join(addrs, ","),
+		"max_memory", drain.FormatSize(c.cfg.MaxMemory))
+	stopForwarding := c.forwardSignals(m)
+	defer stopForwarding()
+	return m.loop()
+}
+
+// forwardSignals turns signals, Stop and Reload into events for the loop.
+func (c *Cluster) forwardSignals(m *master) (stop func()) {
+	caught := make(chan os.Signal, 4)
+	signal.Notify(caught, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		stops := 0
+		for {
+			var ev any
+			select {
+			case sig := <-caught:
+				if sig == syscall.SIGHUP {
+					ev = evReload{}
+				} else {
+					m.log.Info("signal received", "signal", sig.String())
+					ev = evStop{}
+				}
+			case ev = <-c.requests:
+			case <-quit:
+				return
+			}
+			if _, isStop := ev.(evStop); isStop {
+				stops++
+				ev = evStop{hard: stops > 1}
+			}
+			m.post(ev)
+		}
+	}()
+	return func() {
+		signal.Stop(caught)
+		close(quit)
+		<-finished
+	}
+}
+
+// listeners returns the sockets to share, opening Config.Listen unless
+// Config.Listeners were given, and their descriptors.
+func (c *Cluster) listeners() ([]net.Listener, []*os.File, error) {
+	if len(c.cfg.Listeners) == 0 {
+		return listen(c.cfg.Listen)
+	}
+	var files []*os.File
+	for i, ln := range c.cfg.Listeners {
+		f, err := listenerFile(ln)
+		if err != nil {
+			return c.cfg.Listeners, files, fmt.Errorf("cluster: Config.Listeners[%d]: %w", i, err)
+		}
+		files = append(files, f)
+	}
+	return c.cfg.Listeners, files, nil
+}
+
+func listenerFile(ln net.Listener) (*os.File, error) {
+	filer, ok := ln.(interface{ File() (*os.File, error) })
+	if !ok {
+		return nil, fmt.Errorf("a %T cannot be shared with worker processes; accepted: *net.TCPListener, *net.UnixListener", ln)
+	}
+	return filer.File()
+}
+
+// listen opens every address once. The files are the descriptors handed to
+// every worker; the master keeps both open for its whole life, so the
+// sockets outlive any one worker and no queued connection is lost.
+func listen(addrs []string) ([]net.Listener, []*os.File, error) {
+	var listeners []net.Listener
+	var files []*os.File
+	for _, addr := range addrs {
+		network, address := "tcp", addr
+		if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+			network, address = "unix", path
+			removeStaleSocket(path)
+		}
+		ln, err := net.Listen(network, address)
+		if err != nil {
+			return listeners, files, fmt.Errorf("cluster: Config.Listen %q: %w", addr, err)
+		}
+		listeners = append(listeners, ln)
+		f, err := listenerFile(ln)
+		if err != nil {
+			return listeners, files, fmt.Errorf("cluster: Config.Listen %q: %w", addr, err)
+		}
+		files = append(files, f)
+	}
+	return listeners, files, nil
+}
+
+// removeStaleSocket removes a unix socket left by a master that died,
+// but never one that a live process still accepts on.
+func removeStaleSocket(path string) {
+	info, err := os.Stat(path)
+	if err != nil || info.Mode()&os.ModeSocket == 0 {
+		return
+	}
+	if conn, err := net.Dial("unix", path); err == nil {
+		conn.Close()
+		return
+	}
+	os.Remove(path)
+}

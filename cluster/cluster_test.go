@@ -1,0 +1,468 @@
+//go:build linux || darwin
+
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// harness runs a master in the test process; its workers are the test
+// binary (see TestMain).
+type harness struct {
+	t      *testing.T
+	c      *Cluster
+	url    string
+	events chan Event
+	seen   []Event
+	runErr chan error
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startCluster(t *testing.T, cfg Config, behaviour string) *harness {
+	t.Helper()
+	ln := freeListener(t)
+	h := &harness{t: t, url: "http://" + ln.Addr().String(), events: make(chan Event, 10000), runErr: make(chan error, 1), logs: &syncBuffer{}}
+	cfg.Listeners = []net.Listener{ln}
+	cfg.WorkerEnv = append(cfg.WorkerEnv, "TEST_WORKER="+behaviour, noRaceExitSleep)
+	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.OnEvent = func(e Event) { h.events <- e }
+	c, err := New(cfg)
+	require.NoError(t, err)
+	h.c = c
+	go func() { h.runErr <- c.Run(func(*Worker) error { return nil }) }()
+	t.Cleanup(func() {
+		c.Stop()
+		select {
+		case <-h.runErr:
+		case <-time.After(waitLimit):
+			t.Error("the master did not stop")
+		}
+		if t.Failed() {
+			t.Logf("master log:\n%s", h.logs.String())
+		}
+	})
+	return h
+}
+
+// waitFor returns the next event that matches, keeping every event seen.
+func (h *harness) waitFor(what string, match func(Event) bool) Event {
+	h.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		select {
+		case e := <-h.events:
+			h.seen = append(h.seen, e)
+			if match(e) {
+				return e
+			}
+		case err := <-h.runErr:
+			h.runErr <- err
+			h.t.Fatalf("the master returned (%v) while waiting for %s", err, what)
+		case <-deadline:
+			h.t.Fatalf("no %s within %v", what, waitLimit)
+		}
+	}
+}
+
+func (h *harness) waitKind(kind EventKind) Event {
+	h.t.Helper()
+	return h.waitFor(kind.String(), func(e Event) bool { return e.Kind == kind })
+}
+
+// waitReady waits until n workers reported ready and returns their pids.
+func (h *harness) waitReady(n int) []int {
+	h.t.Helper()
+	var pids []int
+	for range n {
+		pids = append(pids, h.waitKind(Ready).Pid)
+	}
+	return pids
+}
+
+// count returns how many events of kind were seen so far.
+func (h *harness) count(kind EventKind) int {
+	n := 0
+	for _, e := range h.seen {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+// stop stops the master, waits for Run, and returns its error.
+func (h *harness) stop() error {
+	h.t.Helper()
+	h.c.Stop()
+	select {
+	case err := <-h.runErr:
+		h.runErr <- err
+		for {
+			select {
+			case e := <-h.events:
+				h.seen = append(h.seen, e)
+			default:
+				return err
+			}
+		}
+	case <-time.After(waitLimit):
+		h.t.Fatal("the master did not stop")
+		return nil
+	}
+}
+
+// children returns the pids of this process's live child processes.
+func children(t *testing.T) []int {
+	t.Helper()
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("needs /proc")
+	}
+	entries, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		ppid, state, ok := procParent(pid)
+		if ok && ppid == self && state != "Z" {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// procParent reads a process's parent and state from /proc/<pid>/stat.
+func procParent(pid int) (ppid int, state string, ok bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, "", false
+	}
+	// The command name is in parentheses and may hold spaces.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) < 2 {
+		return 0, "", false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return ppid, fields[0], err == nil
+}
+
+// alive reports whether pid is a live process (not gone, not a zombie).
+func alive(pid int) bool {
+	if _, state, ok := procParent(pid); ok {
+		return state != "Z"
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+func get(url string) (pid string, err error) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return resp.Header.Get("X-Worker-Pid"), nil
+}
+
+func TestSIGTERMDrainsEveryWorkerAndRunReturns(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2}, behaveNormally)
+	h.waitReady(2)
+	_, err := get(h.url + "/health")
+	require.NoError(t, err)
+
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	select {
+	case err := <-h.runErr:
+		h.runErr <- err
+		require.NoError(t, err)
+	case <-time.After(waitLimit):
+		t.Fatal("Run did not return after SIGTERM")
+	}
+	for len(h.events) > 0 {
+		h.seen = append(h.seen, <-h.events)
+	}
+	assert.Equal(t, 2, h.count(ExitedPlanned))
+	assert.Zero(t, h.count(ExitedAccidental))
+	for _, e := range h.seen {
+		if e.Kind == Draining {
+			assert.Equal(t, drain.Signal, e.Reason)
+		}
+	}
+	assert.Empty(t, children(t), "no worker outlives Run")
+}
+
+func TestAKilledWorkerIsRespawnedExactlyOnce(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, BackoffMin: 10 * time.Millisecond}, behaveNormally)
+	pids := h.waitReady(2)
+	require.NoError(t, syscall.Kill(pids[0], syscall.SIGKILL))
+
+	exited := h.waitKind(ExitedAccidental)
+	assert.Equal(t, pids[0], exited.Pid)
+	assert.ErrorContains(t, exited.Err, "killed")
+	respawned := h.waitKind(Ready)
+	assert.NotContains(t, pids, respawned.Pid)
+	assert.ElementsMatch(t, []int{pids[1], respawned.Pid}, children(t), "exactly the survivor and one replacement run")
+
+	// A planned replacement causes no extra worker either.
+	h.c.Reload()
+	for range 2 {
+		h.waitFor("a planned exit after reload", func(e Event) bool { return e.Kind == ExitedPlanned && e.Reason == drain.Reload })
+	}
+	require.NoError(t, h.stop())
+	assert.Equal(t, 2+1+2, h.count(Started), "two at start, one respawn, two reload replacements")
+	assert.Equal(t, 1, h.count(ExitedAccidental))
+	assert.Equal(t, 1, h.count(Respawn))
+}
+
+func TestAHungDrainIsKilledAtItsDeadline(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1, DrainTimeout: 200 * time.Millisecond, KillGrace: 100 * time.Millisecond}, ignoreDrain)
+	old := h.waitReady(1)[0]
+	h.c.Reload()
+	h.waitFor("the replacement", func(e Event) bool { return e.Kind == Ready && e.Pid != old })
+	draining := h.waitKind(Draining)
+	assert.Equal(t, old, draining.Pid)
+	killed := h.waitKind(Killed)
+	assert.Equal(t, old, killed.Pid)
+	exited := h.waitKind(ExitedPlanned)
+	assert.Equal(t, old, exited.Pid)
+	assert.GreaterOrEqual(t, exited.Duration, 300*time.Millisecond, "killed no earlier than DrainTimeout + KillGrace")
+	assert.Zero(t, h.count(ExitedAccidental), "a killed draining worker is still a planned exit: no respawn")
+}
+
+func TestAReplacementThatNeverGetsReadyIsKilledAndTheOldWorkerServesOn(t *testing.T) {
+	cfg := Config{
+		Workers:      1,
+		ReadyTimeout: 500 * time.Millisecond,
+		BackoffMin:   time.Minute, // no retry within the test
+		BackoffMax:   time.Minute,
+		WorkerEnv:    []string{testWorkerMarkerDir + "=" + t.TempDir()},
+	}
+	h := startCluster(t, cfg, firstOnlyGetsReady)
+	old := h.waitReady(1)[0]
+	h.c.Reload()
+	started := h.waitFor("the replacement's start", func(e Event) bool { return e.Kind == Started && e.Pid != old })
+	timeout := h.waitKind(ReadyTimeout)
+	assert.Equal(t, started.Pid, timeout.Pid)
+	exited := h.waitKind(ExitedAccidental)
+	assert.Equal(t, started.Pid, exited.Pid)
+
+	pid, err := get(h.url + "/health")
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(old), pid, "the old worker still serves")
+	status := h.c.Status()
+	require.Len(t, status, 1)
+	assert.Equal(t, old, status[0].Pid)
+	assert.Equal(t, StateServing, status[0].State)
+	assert.Zero(t, h.count(Draining), "the old worker was never drained")
+}
+
+func TestACrashLoopMakesTheMasterGiveUp(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, CrashLimit: 3, CrashWindow: time.Minute, BackoffMin: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}, crashAtOnce)
+	select {
+	case err := <-h.runErr:
+		h.runErr <- err
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "gave up after 3 worker crashes")
+		assert.Contains(t, err.Error(), "CrashLimit 3")
+	case <-time.After(waitLimit):
+		t.Fatal("the master never gave up")
+	}
+	for len(h.events) > 0 {
+		h.seen = append(h.seen, <-h.events)
+	}
+	assert.Equal(t, 1, h.count(GiveUp))
+	assert.Empty(t, children(t))
+}
+
+func TestKillingTheMasterTakesItsWorkersWithIt(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	ln := freeListener(t)
+	addr := ln.Addr().String()
+	ln.Close() // the master opens it itself
+	master := exec.Command(exe, "-test.run=^$")
+	master.Env = append(os.Environ(), "TEST_MASTER="+addr, noRaceExitSleep)
+	stdout, err := master.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, master.Start())
+	defer master.Wait()
+	defer master.Process.Kill()
+
+	lines := bufio.NewScanner(stdout)
+	var workers []int
+	for len(workers) < 2 && lines.Scan() {
+		if pid, ok := strings.CutPrefix(lines.Text(), "ready "); ok {
+			n, err := strconv.Atoi(pid)
+			require.NoError(t, err)
+			workers = append(workers, n)
+		}
+	}
+	require.Len(t, workers, 2, "both workers reported ready")
+	require.NoError(t, master.Process.Signal(syscall.SIGKILL))
+	master.Wait()
+
+	// The issue's bound: every worker gone within 2 s of the master's death.
+	assert.Eventually(t, func() bool { return !alive(workers[0]) && !alive(workers[1]) }, 2*time.Second, 10*time.Millisecond,
+		"workers %v outlived their master", workers)
+	for _, pid := range workers {
+		if alive(pid) {
+			syscall.Kill(pid, syscall.SIGKILL) // never leave an orphan behind
+		}
+	}
+}
+
+func TestSIGHUPReplacesEveryWorkerOneAtATimeWithoutLosingARequest(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2}, behaveNormally)
+	first := h.waitReady(2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan loadgen.Result, 2)
+	for _, keepAlive := range []bool{true, false} {
+		go func() {
+			results <- loadgen.Run(ctx, loadgen.Config{URL: h.url + "/work?ms=2", Clients: 4, KeepAlive: keepAlive, Timeout: 10 * time.Second})
+		}()
+	}
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
+	running, most := 2, 2
+	for planned := 0; planned < 2; {
+		e := h.waitFor("the reload", func(e Event) bool { return e.Kind == Started || e.Kind == ExitedPlanned || e.Kind == ExitedAccidental })
+		switch e.Kind {
+		case Started:
+			running++
+			most = max(most, running)
+		case ExitedPlanned:
+			running--
+			planned++
+			assert.Equal(t, drain.Reload, e.Reason)
+			assert.Contains(t, first, e.Pid)
+		case ExitedAccidental:
+			t.Fatalf("accidental exit during reload: %v", e.Err)
+		}
+	}
+	cancel()
+	for range 2 {
+		r := <-results
+		assert.Zero(t, r.Failed, "%v", r)
+		assert.Positive(t, r.Requests)
+	}
+	assert.Equal(t, 3, most, "one replacement at a time: never more than workers + 1 processes")
+	for _, s := range h.c.Status() {
+		assert.NotContains(t, first, s.Pid, "every worker was replaced")
+	}
+}
+
+func TestAWorkerOverTheLimitAtBirthIsBackedOffNotLooped(t *testing.T) {
+	cfg := Config{Workers: 1, MaxMemory: 48 << 20, CheckInterval: 50 * time.Millisecond, BackoffMin: 50 * time.Millisecond, SoftLimitRatio: -1}
+	h := startCluster(t, cfg, bornOverLimit)
+	first := h.waitKind(ConfigProblem)
+	assert.Contains(t, first.Err.Error(), "below what the program needs")
+	second := h.waitKind(ConfigProblem)
+	assert.Greater(t, second.Duration, first.Duration, "the backoff grows")
+	assert.LessOrEqual(t, h.count(Started), 2, "no replacement started before its backoff")
+}
+
+func TestAWorkerStartedByHandFailsClearly(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	for _, tc := range []struct{ spec, want string }{
+		{`{"id":0,"listeners":1}`, "file descriptor 3 is not the master's control socket"},
+		{`not json`, "is not a worker spec from a master"},
+	} {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), workerEnv+"="+tc.spec)
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, "the process must fail")
+		assert.Contains(t, string(out), tc.want)
+	}
+}
+
+// TestMemoryRecyclingUnderLoadLosesNoRequest is the promise of the package:
+// workers leak under continuous load from keep-alive clients and from
+// clients that open a connection per request; each passes its memory limit
+// and is replaced, fork-first, several times; and not one request fails or
+// has to be retried.
+func TestMemoryRecyclingUnderLoadLosesNoRequest(t *testing.T) {
+	const recycles = 5
+	const limit = 96 << 20
+	cfg := Config{Workers: 2, MaxMemory: limit, CheckInterval: 200 * time.Millisecond}
+	h := startCluster(t, cfg, behaveNormally)
+	h.waitReady(2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	results := make(chan loadgen.Result, 2)
+	for _, keepAlive := range []bool{true, false} {
+		go func() {
+			results <- loadgen.Run(ctx, loadgen.Config{URL: h.url + "/work?ms=1&leak=16", Clients: 4, KeepAlive: keepAlive})
+		}()
+	}
+	var overLimit []Event
+	for planned := 0; planned < recycles; {
+		e := h.waitFor("memory recycles", func(e Event) bool {
+			return e.Kind == OverLimit || e.Kind == ExitedPlanned || e.Kind == ExitedAccidental
+		})
+		switch e.Kind {
+		case OverLimit:
+			overLimit = append(overLimit, e)
+		case ExitedPlanned:
+			assert.Equal(t, drain.Memory, e.Reason)
+			planned++
+		case ExitedAccidental:
+			t.Fatalf("accidental exit of pid %d: %v", e.Pid, e.Err)
+		}
+	}
+	cancel()
+	keepAlive, perRequest := <-results, <-results
+	for _, r := range []loadgen.Result{keepAlive, perRequest} {
+		assert.Zero(t, r.Failed, "%v", r)
+		assert.Zero(t, r.Retried, "%v", r)
+		assert.Positive(t, r.Requests)
+	}
+	var highest uint64
+	for _, e := range overLimit {
+		highest = max(highest, e.Memory)
+	}
+	t.Logf("%d recycles; %v; %v; highest sample at the crossing %.3f× the limit", recycles, keepAlive, perRequest, float64(highest)/limit)
+}

@@ -1,0 +1,108 @@
+package cluster
+
+import (
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/memdrain/memdrain/drain"
+)
+
+// Config configures a cluster. Every field has a documented default for its
+// zero value. Every field that holds a plain value can also be set from the
+// environment (see FromEnv); the variable is named beside each field.
+type Config struct {
+	// Listen lists the addresses the master opens once and shares with
+	// every worker: "host:port" for TCP, "unix:/path" for a unix socket.
+	// MEMDRAIN_LISTEN (comma-separated). Default: ":8080".
+	Listen []string
+	// Listeners, if set, are already-open listening sockets (from systemd
+	// socket activation, say, or a test on port 0) shared with the workers
+	// instead of opening Listen. They must be *net.TCPListener or
+	// *net.UnixListener. The caller keeps them and closes them after Run.
+	Listeners []net.Listener
+	// Workers is the number of worker processes. MEMDRAIN_WORKERS, or
+	// Node's CPU_COUNT. Default: the CPUs this process may use
+	// (runtime.GOMAXPROCS(0)).
+	Workers int
+
+	// MaxMemory recycles a worker whose memory passes it, in bytes.
+	// MEMDRAIN_MAX_MEMORY, as a size ("400Mi", "1.5Gi", "512MB").
+	// Default: 0, no memory limit.
+	MaxMemory uint64
+	// TotalMemory recycles the largest worker when the memory of all
+	// workers together passes it, in bytes. MEMDRAIN_TOTAL_MEMORY.
+	// Default: 0, no budget.
+	TotalMemory uint64
+	// Sampler measures a worker's memory. MEMDRAIN_SAMPLER: "rss" or "uss".
+	// Default: drain.RSS.
+	Sampler drain.Sampler
+	// CheckInterval is the longest time between two memory samples of a
+	// worker; a worker nearing its limit is sampled sooner (see
+	// drain.Meter). MEMDRAIN_CHECK_INTERVAL as a Go duration ("1s"), or
+	// Node's CHECK_INTERVAL in milliseconds. Default: 1 s.
+	CheckInterval time.Duration
+	// Consecutive is how many samples in a row must be over a limit before
+	// a worker is recycled. MEMDRAIN_CONSECUTIVE. Default: 1.
+	Consecutive int
+	// SoftLimitRatio sets each worker's Go soft memory limit
+	// (debug.SetMemoryLimit) to this fraction of MaxMemory, so garbage is
+	// collected before a recycle is triggered and only real growth recycles
+	// a worker. It is skipped when GOMEMLIMIT is set. MEMDRAIN_SOFT_LIMIT:
+	// a fraction in (0, 1], or "off". Default: 0.9. Negative: off.
+	SoftLimitRatio float64
+
+	// MaxRequests recycles a worker after it served this many requests,
+	// plus a random jitter of up to MaxRequestsJitter, so workers started
+	// together do not recycle together (gunicorn's max_requests).
+	// MEMDRAIN_MAX_REQUESTS, MEMDRAIN_MAX_REQUESTS_JITTER. Default: 0, off.
+	MaxRequests       int
+	MaxRequestsJitter int
+	// MaxAge recycles a worker after it lived this long, plus a random
+	// jitter of up to MaxAgeJitter. MEMDRAIN_MAX_AGE, MEMDRAIN_MAX_AGE_JITTER.
+	// Default: 0, off.
+	MaxAge       time.Duration
+	MaxAgeJitter time.Duration
+
+	// ReadyTimeout bounds the time a new worker has to report ready. A
+	// replacement that misses it is killed and the old worker keeps
+	// serving. MEMDRAIN_READY_TIMEOUT. Default: 30 s.
+	ReadyTimeout time.Duration
+	// DrainTimeout bounds a worker's drain (drain.Config.Timeout).
+	// MEMDRAIN_DRAIN_TIMEOUT. Default: 30 s.
+	DrainTimeout time.Duration
+	// KillGrace is how long after DrainTimeout the master waits for a
+	// draining worker to exit before it kills it with SIGKILL.
+	// MEMDRAIN_KILL_GRACE. Default: 5 s.
+	KillGrace time.Duration
+	// MaxReplacements is how many replacements may run at once. Each one
+	// is an extra process beside the worker it replaces, so a fleet that
+	// crosses its limit together is recycled a few at a time.
+	// MEMDRAIN_MAX_REPLACEMENTS. Default: 1.
+	MaxReplacements int
+
+	// BackoffMin and BackoffMax bound the delay before a crashed worker is
+	// respawned; the delay doubles with each crash in a row and resets
+	// after the worker stayed up for StableAfter. MEMDRAIN_BACKOFF_MIN,
+	// MEMDRAIN_BACKOFF_MAX, MEMDRAIN_STABLE_AFTER. Defaults: 100 ms, 30 s,
+	// 30 s.
+	BackoffMin  time.Duration
+	BackoffMax  time.Duration
+	StableAfter time.Duration
+	// CrashLimit crashes within CrashWindow make the master give up: it
+	// drains the other workers and Run returns an error, so systemd or
+	// Kubernetes sees the failure. MEMDRAIN_CRASH_LIMIT,
+	// MEMDRAIN_CRASH_WINDOW. Defaults: 5 in 60 s.
+	CrashLimit  int
+	CrashWindow time.Duration
+
+	// WorkerEnv is added to the environment of every worker, after the
+	// master's own environment.
+	WorkerEnv []string
+	// Logger receives every decision, with worker id, pid, reason, memory
+	// and durations. Default: slog.Default().
+	Logger *slog.Logger
+	// OnEvent, if set, is called in the master for every decision (see
+	// Event). It is called from the supervisor's loop: it must not block.
+	OnEvent func(Event)
+}

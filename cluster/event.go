@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/memdrain/memdrain/drain"
+)
+
+// EventKind names a decision of the supervisor.
+type EventKind uint8
+
+// The decisions the supervisor reports through Config.OnEvent.
+const (
+	// Started: a worker process was spawned.
+	Started EventKind = iota + 1
+	// Ready: a worker reported ready and now receives connections.
+	Ready
+	// OverLimit: a worker passed a limit (Event.Reason says which) and will
+	// be replaced.
+	OverLimit
+	// Draining: a worker was told to drain, its replacement being ready.
+	Draining
+	// ExitedPlanned: a worker the master was draining exited. No respawn:
+	// its replacement already serves.
+	ExitedPlanned
+	// ExitedAccidental: a worker exited without being asked (a crash, a
+	// signal, a non-zero exit). It will be respawned.
+	ExitedAccidental
+	// Respawn: a worker is being started again after an accident, after
+	// Event.Duration of backoff.
+	Respawn
+	// ReadyTimeout: a new worker did not report ready in time and was
+	// killed; the worker it was to replace keeps serving.
+	ReadyTimeout
+	// Killed: a draining worker outlived its drain timeout and was killed.
+	Killed
+	// ConfigProblem: a worker passed its memory limit right after it
+	// started; the limit is below what the program needs. Its recycling
+	// is backed off.
+	ConfigProblem
+	// GiveUp: too many crashes in the crash window; the master stops.
+	GiveUp
+)
+
+var eventNames = [...]string{
+	Started:          "started",
+	Ready:            "ready",
+	OverLimit:        "over-limit",
+	Draining:         "draining",
+	ExitedPlanned:    "exited-planned",
+	ExitedAccidental: "exited-accidental",
+	Respawn:          "respawn",
+	ReadyTimeout:     "ready-timeout",
+	Killed:           "killed",
+	ConfigProblem:    "config-problem",
+	GiveUp:           "give-up",
+}
+
+// String returns the kind's name, such as "exited-planned".
+func (k EventKind) String() string {
+	if k >= Started && int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event is one decision of the supervisor.
+type Event struct {
+	Time   time.Time
+	Kind   EventKind
+	Worker int          // the worker's slot, 0 to Workers-1
+	Pid    int          // the process concerned
+	Reason drain.Reason // why it is replaced or drained, where that applies
+	Memory uint64       // the worker's last memory sample, in bytes
+	// Duration: for Ready, the time from spawn to ready; for
+	// ExitedPlanned, the drain's length; for Respawn, the backoff.
+	Duration time.Duration
+	Err      error // what went wrong, for accidents and timeouts
+}
+
+// WorkerState is where a worker process is in its life.
+type WorkerState uint8
+
+// The states of a worker process.
+const (
+	StateStarting WorkerState = iota + 1 // spawned, not yet ready
+	StateServing                         // ready, receiving connections
+	StateDraining                        // told to drain, finishing its requests
+)
+
+var stateNames = [...]string{StateStarting: "starting", StateServing: "serving", StateDraining: "draining"}
+
+// String returns the state's name, such as "serving".
+func (s WorkerState) String() string {
+	if s >= StateStarting && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("WorkerState(%d)", uint8(s))
+}
+
+// WorkerStatus is a snapshot of one worker process.
+type WorkerStatus struct {
+	Worker   int // the slot
+	Pid      int
+	State    WorkerState
+	Memory   uint64 // the last memory sample, in bytes
+	InFlight int    // as last reported by the worker
+	Served   uint64 // requests served, as last reported by the worker
+	Started  time.Time
+	Restarts int // accidental exits in this slot so far
+}

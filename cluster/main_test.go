@@ -1,0 +1,115 @@
+//go:build linux || darwin
+
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/memdrain/memdrain/internal/leaky"
+	"go.uber.org/goleak"
+)
+
+// The test binary is its own worker: the master re-executes it, and
+// TestMain sends the re-executed process to testWorker instead of the
+// tests. TEST_WORKER picks a behaviour, so each test can make its workers
+// misbehave in a particular way. TEST_MASTER runs a whole master instead,
+// for the tests that must kill one.
+func TestMain(m *testing.M) {
+	switch {
+	case IsWorker():
+		os.Exit(testWorker(os.Getenv("TEST_WORKER")))
+	case os.Getenv("TEST_MASTER") != "":
+		os.Exit(testMaster())
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// Worker behaviours.
+const (
+	behaveNormally        = ""
+	crashAtOnce           = "crash"        // exit 3 before serving
+	ignoreDrain           = "ignore-drain" // ready, then never drain
+	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
+	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
+	testWorkerMarkerDir   = "TEST_MARKER_DIR"
+	testWorkerRetainedMiB = 64
+)
+
+var retainedAtStart []byte
+
+func testWorker(behaviour string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	err := Run(Config{Logger: log}, func(w *Worker) error {
+		switch behaviour {
+		case crashAtOnce:
+			os.Exit(3)
+		case ignoreDrain:
+			w.Ready()
+			select {} // never drains; the master must kill it
+		case firstOnlyGetsReady:
+			slotMarker := filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID))
+			if err := os.Mkdir(slotMarker, 0o755); err != nil {
+				<-w.Controller.Draining() // a later one: never ready
+				return nil
+			}
+		case bornOverLimit:
+			retainedAtStart = make([]byte, testWorkerRetainedMiB<<20)
+			for i := 0; i < len(retainedAtStart); i += 4096 {
+				retainedAtStart[i] = 1
+			}
+		}
+		return w.Serve(&http.Server{Handler: leaky.Handler(), ErrorLog: nil})
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test worker:", err)
+		return 1
+	}
+	return 0
+}
+
+// testMaster runs a master of two workers on the address in TEST_MASTER
+// and prints "ready <pid>" for each worker that becomes ready.
+func testMaster() int {
+	err := Run(Config{
+		Listen:  []string{os.Getenv("TEST_MASTER")},
+		Workers: 2,
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnEvent: func(e Event) {
+			if e.Kind == Ready {
+				fmt.Printf("ready %d\n", e.Pid)
+			}
+		},
+	}, func(*Worker) error { return nil })
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test master:", err)
+		return 1
+	}
+	return 0
+}
+
+// freeAddr returns a listener on a free port of 127.0.0.1.
+func freeListener(t *testing.T) *net.TCPListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+// noRaceExitSleep spares race-enabled workers the race detector's default
+// one-second sleep before exit, which would otherwise lengthen every drain.
+const noRaceExitSleep = "GORACE=atexit_sleep_ms=0"
+
+// waitLimit bounds every wait on an event; a safety net, not a measurement.
+const waitLimit = 60 * time.Second

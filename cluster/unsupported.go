@@ -1,0 +1,18 @@
+//go:build !linux && !darwin
+
+package cluster
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+)
+
+// New refuses to build a Cluster here; these stand-ins only let the package
+// compile, so a program can fall back to package drain.
+var errUnsupported = errors.New("cluster: not supported on this system")
+
+func socketPair() (net.Conn, *os.File, error) { return nil, nil, errUnsupported }
+
+func workerSysProcAttr() *syscall.SysProcAttr { return nil }

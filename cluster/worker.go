@@ -1,0 +1,249 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/memdrain/memdrain/drain"
+)
+
+// workerEnv marks a worker process and carries its spec from the master.
+// Its presence is how Run knows which side it is on.
+const workerEnv = "MEMDRAIN_WORKER"
+
+// The inherited descriptors: the control socket first, then the listeners
+// in the order of Config.Listen.
+const (
+	controlFD       = 3
+	firstListenerFD = 4
+)
+
+// workerSpec is what the master tells a worker about itself.
+type workerSpec struct {
+	ID            int           `json:"id"`
+	Listeners     int           `json:"listeners"`
+	Addrs         []string      `json:"addrs"`
+	DrainTimeout  time.Duration `json:"drain_timeout"`
+	SoftLimit     int64         `json:"soft_limit,omitempty"`   // bytes; 0 leaves the Go default
+	MaxRequests   uint64        `json:"max_requests,omitempty"` // this worker's quota, jitter included
+	StatsInterval time.Duration `json:"stats_interval"`
+}
+
+// IsWorker reports whether this process was started by a cluster master as
+// one of its workers.
+func IsWorker() bool {
+	_, ok := os.LookupEnv(workerEnv)
+	return ok
+}
+
+// A Worker is one worker process's view of the cluster, given to the serve
+// function passed to Run.
+type Worker struct {
+	// ID is the worker's slot, 0 to Config.Workers-1. A replacement gets
+	// the slot of the worker it replaces.
+	ID int
+	// Listeners are the master's listening sockets, shared by every
+	// worker, in the order of Config.Listen.
+	Listeners []net.Listener
+	// Controller drains this worker when the master asks, when the master
+	// goes away, or on SIGTERM.
+	Controller *drain.Controller
+	// Logger is the cluster's logger with this worker's id and pid.
+	Logger *slog.Logger
+
+	spec      workerSpec
+	ctrl      *channel
+	readyOnce sync.Once
+	served    atomic.Uint64
+	asked     atomic.Bool // a recycle was requested
+}
+
+// Ready tells the master that this worker serves, so the worker it
+// replaces can be drained. Serve calls it; a program that does not use
+// Serve calls it once it accepts connections (after any warm-up). Calls
+// after the first do nothing.
+func (w *Worker) Ready() {
+	w.readyOnce.Do(func() {
+		if err := w.ctrl.send(message{Type: msgReady}); err != nil {
+			w.Logger.Warn("telling the master ready failed", "err", err)
+		}
+	})
+}
+
+// Recycle asks the master to replace this worker, for example after the
+// program detected a leak of its own. The master starts a replacement and
+// drains this worker once the replacement is ready.
+func (w *Worker) Recycle(reason drain.Reason) {
+	if w.asked.CompareAndSwap(false, true) {
+		if err := w.ctrl.send(message{Type: msgRecycle, Reason: reason}); err != nil {
+			w.Logger.Warn("asking the master for a recycle failed", "err", err)
+		}
+	}
+}
+
+// Serve serves srv on the worker's listeners under its Controller (see
+// drain.Serve), reports ready, counts the requests served, and returns
+// once the drain is over.
+func (w *Worker) Serve(srv *http.Server) error {
+	if srv == nil {
+		return errors.New("cluster: Worker.Serve needs an *http.Server, got nil")
+	}
+	next := srv.Handler
+	if next == nil {
+		next = http.DefaultServeMux
+	}
+	srv.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if n := w.served.Add(1); w.spec.MaxRequests > 0 && n == w.spec.MaxRequests {
+			w.Recycle(drain.Requests)
+		}
+		next.ServeHTTP(rw, r)
+	})
+	w.Ready()
+	res, err := drain.Serve(srv, w.Controller, w.Listeners...)
+	w.Logger.Info("worker drained", "drain", res)
+	return err
+}
+
+// runWorker is Run on the worker side.
+func runWorker(cfg Config, serve func(*Worker) error) error {
+	var spec workerSpec
+	if err := json.Unmarshal([]byte(os.Getenv(workerEnv)), &spec); err != nil {
+		return fmt.Errorf("cluster: %s is set but is not a worker spec from a master (%w); unset it to run this program as the master", workerEnv, err)
+	}
+	ctrlConn, err := inheritedConn(controlFD)
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger.With("worker", spec.ID, "pid", os.Getpid())
+	ctrl := newChannel(ctrlConn)
+	defer ctrl.close()
+	listeners := make([]net.Listener, 0, spec.Listeners)
+	defer func() {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+	}()
+	for i := range spec.Listeners {
+		ln, err := inheritedListener(firstListenerFD + i)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, ln)
+	}
+	if spec.SoftLimit > 0 {
+		if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+			debug.SetMemoryLimit(spec.SoftLimit)
+		}
+	}
+	c, err := drain.New(drain.Config{Timeout: spec.DrainTimeout, Logger: log})
+	if err != nil {
+		return err
+	}
+	w := &Worker{ID: spec.ID, Listeners: listeners, Controller: c, Logger: log, spec: spec, ctrl: ctrl}
+
+	go w.follow()
+	stopSignals := drainOnSignal(c)
+	defer stopSignals()
+	stopStats := w.reportStats()
+	defer stopStats()
+	return serve(w)
+}
+
+// follow carries out the master's orders until the control socket ends.
+// The end of the socket means the master is gone: the worker drains rather
+// than live on as an orphan.
+func (w *Worker) follow() {
+	for {
+		m, err := w.ctrl.receive()
+		if err != nil {
+			if w.Controller.Start(drain.Supervisor) {
+				w.Logger.Warn("master gone; draining")
+			}
+			return
+		}
+		if m.Type == msgDrain {
+			w.Controller.Start(m.Reason)
+		}
+	}
+}
+
+func drainOnSignal(c *drain.Controller) (stop func()) {
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, syscall.SIGTERM, syscall.SIGINT)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-caught:
+			c.Start(drain.Signal)
+		case <-done:
+		}
+	}()
+	return func() {
+		signal.Stop(caught)
+		close(done)
+	}
+}
+
+// reportStats sends the worker's figures to the master every interval.
+func (w *Worker) reportStats() (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		ticker := time.NewTicker(w.spec.StatsInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				w.ctrl.send(message{Type: msgStats, InFlight: w.Controller.InFlight(), Served: w.served.Load()})
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+func inheritedConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "memdrain-control")
+	if f == nil {
+		return nil, notInherited(fd, "the master's control socket")
+	}
+	defer f.Close()
+	conn, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", notInherited(fd, "the master's control socket"), err)
+	}
+	return conn, nil
+}
+
+func inheritedListener(fd int) (net.Listener, error) {
+	f := os.NewFile(uintptr(fd), "memdrain-listener")
+	if f == nil {
+		return nil, notInherited(fd, "a listening socket")
+	}
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", notInherited(fd, "a listening socket"), err)
+	}
+	return ln, nil
+}
+
+func notInherited(fd int, what string) error {
+	return fmt.Errorf("cluster: %s is set but file descriptor %d is not %s; a worker must be started by its master, not by hand", workerEnv, fd, what)
+}

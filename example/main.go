@@ -1,0 +1,163 @@
+// Command example is memdrain's demo: a cluster of deliberately leaking
+// HTTP workers on 127.0.0.1:8080, recycled as they pass their memory limit,
+// under a load it drives against itself. It prints one status line a second
+// and a line per recycle, and on Ctrl-C (or after -duration) a summary:
+// requests, failed, recycles, the highest memory seen.
+//
+//	go run ./example                  # watch it; Ctrl-C to stop
+//	go run ./example -duration 30s    # stop by itself
+//	go run ./example -load=false      # serve only; curl it yourself
+//
+// The workers serve GET /work?ms=M&leak=K (wait M ms, then keep K KiB
+// forever) and GET /health; both answer with header X-Worker-Pid.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/memdrain/memdrain/cluster"
+	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/leaky"
+	"github.com/memdrain/memdrain/internal/loadgen"
+)
+
+type options struct {
+	addr          string
+	workers       int
+	maxMemory     string
+	checkInterval time.Duration
+	drainTimeout  time.Duration
+	duration      time.Duration
+	load          bool
+	clients       int
+	leakKiB       int
+	workMillis    int
+	verbose       bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to serve on")
+	flag.IntVar(&o.workers, "workers", 2, "worker processes")
+	flag.StringVar(&o.maxMemory, "max-memory", "64Mi", "recycle a worker whose RSS passes this (400Mi, 1.5Gi, 512MB)")
+	flag.DurationVar(&o.checkInterval, "check-interval", time.Second, "longest time between two memory samples of a worker")
+	flag.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "deadline of a worker's drain")
+	flag.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
+	flag.BoolVar(&o.load, "load", true, "drive a leaky load against the cluster")
+	flag.IntVar(&o.clients, "clients", 4, "load clients: half keep connections alive, half open one per request")
+	flag.IntVar(&o.leakKiB, "leak", 16, "KiB each request leaks")
+	flag.IntVar(&o.workMillis, "ms", 5, "milliseconds each request works")
+	flag.BoolVar(&o.verbose, "v", false, "log every supervisor decision")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "example:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	limit, err := drain.ParseMemoryLimit(o.maxMemory)
+	if err != nil {
+		return fmt.Errorf("-max-memory: %w", err)
+	}
+	level := slog.LevelError
+	if o.verbose {
+		level = slog.LevelInfo
+	}
+	report := newReport(limit)
+	c, err := cluster.New(cluster.Config{
+		Listen:        []string{o.addr},
+		Workers:       o.workers,
+		MaxMemory:     limit,
+		CheckInterval: o.checkInterval,
+		DrainTimeout:  o.drainTimeout,
+		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		OnEvent:       report.event,
+	})
+	if err != nil {
+		return err
+	}
+	if !c.IsMaster() {
+		return c.Run(func(w *cluster.Worker) error {
+			return w.Serve(&http.Server{Handler: leaky.Handler(), ReadHeaderTimeout: 10 * time.Second})
+		})
+	}
+
+	fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", o.workers, o.addr, drain.FormatSize(limit))
+	ctx, stopLoad := context.WithCancel(context.Background())
+	defer stopLoad()
+	caught := make(chan os.Signal, 1)
+	signal.Notify(caught, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(caught)
+
+	var background sync.WaitGroup
+	if o.load {
+		url := "http://" + o.addr + "/work?ms=" + strconv.Itoa(o.workMillis) + "&leak=" + strconv.Itoa(o.leakKiB)
+		for i, keepAlive := range []bool{true, false} {
+			background.Add(1)
+			go func() {
+				defer background.Done()
+				clients := o.clients / 2
+				if i == 0 {
+					clients = o.clients - clients
+				}
+				waitServing(ctx, "http://"+o.addr+"/health")
+				loadgen.Run(ctx, loadgen.Config{URL: url, Clients: clients, KeepAlive: keepAlive, OnResponse: report.response})
+			}()
+		}
+	}
+	background.Add(1)
+	go func() {
+		defer background.Done()
+		report.printEverySecond(ctx, c)
+	}()
+
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(func(*cluster.Worker) error { return nil }) }()
+	var timeout <-chan time.Time
+	if o.duration > 0 {
+		timeout = time.After(o.duration)
+	}
+	select {
+	case err := <-runErr: // the master stopped on its own: it gave up
+		stopLoad()
+		background.Wait()
+		return err
+	case <-caught: // the cluster caught it too and is draining the workers
+	case <-timeout:
+		c.Stop()
+	}
+	stopLoad()
+	background.Wait()
+	err = <-runErr
+	report.summary(os.Stdout)
+	return err
+}
+
+// waitServing waits until the cluster answers, so the load does not count
+// the master's start as failures.
+func waitServing(ctx context.Context, url string) {
+	client := &http.Client{Timeout: time.Second}
+	for ctx.Err() == nil {
+		if resp, err := client.Get(url); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
