@@ -8,12 +8,18 @@
 //	go run ./example -duration 30s    # stop by itself
 //	go run ./example -load=false      # serve only; curl it yourself
 //
+// For the benchmark harness (bench/): -events-json prints every supervisor
+// event, and a status snapshot every -status-every, as JSON lines on stdout
+// instead of the human report; -baseline runs "the usual approach" instead
+// of memdrain's recycling (see baseline.go).
+//
 // The workers serve GET /work?ms=M&leak=K (wait M ms, then keep K KiB
 // forever) and GET /health; both answer with header X-Worker-Pid.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -44,6 +50,9 @@ type options struct {
 	leakKiB       int
 	workMillis    int
 	verbose       bool
+	eventsJSON    bool
+	statusEvery   time.Duration
+	baseline      bool
 }
 
 func main() {
@@ -59,6 +68,9 @@ func main() {
 	flag.IntVar(&o.leakKiB, "leak", 16, "KiB each request leaks")
 	flag.IntVar(&o.workMillis, "ms", 5, "milliseconds each request works")
 	flag.BoolVar(&o.verbose, "v", false, "log every supervisor decision")
+	flag.BoolVar(&o.eventsJSON, "events-json", false, "print every supervisor event as a JSON line on stdout, instead of the human report")
+	flag.DurationVar(&o.statusEvery, "status-every", 100*time.Millisecond, "with -events-json: print every worker's status this often (0: never)")
+	flag.BoolVar(&o.baseline, "baseline", false, "the usual approach instead of memdrain's: each worker shuts itself down (http.Server.Shutdown) over -max-memory, and the master respawns it after it exited")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
@@ -71,30 +83,50 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("-max-memory: %w", err)
 	}
+	if o.statusEvery < 0 {
+		return fmt.Errorf("-status-every is %v; accepted: a positive duration, or 0 for never", o.statusEvery)
+	}
+	if o.baseline && limit == 0 {
+		return errors.New("-baseline needs a -max-memory limit: it is the limit the workers shut themselves down at")
+	}
 	level := slog.LevelError
 	if o.verbose {
 		level = slog.LevelInfo
 	}
 	report := newReport(limit)
-	c, err := cluster.New(cluster.Config{
+	var events *jsonLines
+	onEvent := report.event
+	if o.eventsJSON {
+		events = &jsonLines{}
+		onEvent = events.event
+	}
+	cfg := cluster.Config{
 		Listen:        []string{o.addr},
 		Workers:       o.workers,
 		MaxMemory:     limit,
 		CheckInterval: o.checkInterval,
 		DrainTimeout:  o.drainTimeout,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-		OnEvent:       report.event,
-	})
+		OnEvent:       onEvent,
+	}
+	if o.baseline {
+		cfg = baselineConfig(cfg)
+	}
+	c, err := cluster.New(cfg)
 	if err != nil {
 		return err
 	}
 	if !c.IsMaster() {
 		return c.Run(func(w *cluster.Worker) error {
+			if o.baseline {
+				return serveBaseline(w, limit, o.checkInterval, events)
+			}
 			return w.Serve(&http.Server{Handler: leaky.Handler(), ReadHeaderTimeout: 10 * time.Second})
 		})
 	}
-
-	fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", o.workers, o.addr, drain.FormatSize(limit))
+	if !o.eventsJSON {
+		fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", o.workers, o.addr, drain.FormatSize(limit))
+	}
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
 	caught := make(chan os.Signal, 1)
@@ -120,7 +152,12 @@ func run(o options) error {
 	background.Add(1)
 	go func() {
 		defer background.Done()
-		report.printEverySecond(ctx, c)
+		switch {
+		case !o.eventsJSON:
+			report.printEverySecond(ctx, c)
+		case o.statusEvery > 0:
+			events.statusEvery(ctx, c, o.statusEvery)
+		}
 	}()
 
 	runErr := make(chan error, 1)
@@ -141,7 +178,9 @@ func run(o options) error {
 	stopLoad()
 	background.Wait()
 	err = <-runErr
-	report.summary(os.Stdout)
+	if !o.eventsJSON {
+		report.summary(os.Stdout)
+	}
 	return err
 }
 
