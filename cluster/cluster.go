@@ -227,14 +227,6 @@ func (c *Cluster) listeners() ([]net.Listener, []*os.File, error) {
 	return c.cfg.Listeners, files, nil
 }
 
-func listenerFile(ln net.Listener) (*os.File, error) {
-	filer, ok := ln.(interface{ File() (*os.File, error) })
-	if !ok {
-		return nil, fmt.Errorf("a %T cannot be shared with worker processes; accepted: *net.TCPListener, *net.UnixListener", ln)
-	}
-	return filer.File()
-}
-
 // listen opens every address once. The files are the descriptors handed to
 // every worker; the master keeps both open for its whole life, so the
 // sockets outlive any one worker and no queued connection is lost.

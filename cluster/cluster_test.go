@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,11 +56,21 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// startCluster runs a master on a fresh port of 127.0.0.1.
 func startCluster(t *testing.T, cfg Config, behaviour string) *harness {
 	t.Helper()
 	ln := freeListener(t)
-	h := &harness{t: t, url: "http://" + ln.Addr().String(), events: make(chan Event, 10000), runErr: make(chan error, 1), logs: &syncBuffer{}}
 	cfg.Listeners = []net.Listener{ln}
+	return startClusterOn(t, cfg, behaviour)
+}
+
+// startClusterOn runs a master on cfg's own Listen or Listeners.
+func startClusterOn(t *testing.T, cfg Config, behaviour string) *harness {
+	t.Helper()
+	h := &harness{t: t, events: make(chan Event, 10000), runErr: make(chan error, 1), logs: &syncBuffer{}}
+	if len(cfg.Listeners) > 0 {
+		h.url = "http://" + cfg.Listeners[0].Addr().String()
+	}
 	cfg.WorkerEnv = append(cfg.WorkerEnv, "TEST_WORKER="+behaviour, noRaceExitSleep)
 	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.OnEvent = func(e Event) { h.events <- e }
@@ -465,4 +477,205 @@ func TestMemoryRecyclingUnderLoadLosesNoRequest(t *testing.T) {
 		highest = max(highest, e.Memory)
 	}
 	t.Logf("%d recycles; %v; %v; highest sample at the crossing %.3f× the limit", recycles, keepAlive, perRequest, float64(highest)/limit)
+}
+
+// body returns the body of a GET, failing the test on any error.
+func body(t *testing.T, client *http.Client, url string) string {
+	t.Helper()
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", b)
+	return string(b)
+}
+
+func TestTCPAndUnixListenersAreSharedByEveryWorker(t *testing.T) {
+	tcp := freeListener(t)
+	addr := tcp.Addr().String()
+	tcp.Close() // the master opens it again, with the unix socket
+	sock := filepath.Join(t.TempDir(), "memdrain.sock")
+	h := startClusterOn(t, Config{Workers: 2, Listen: []string{addr, "unix:" + sock}}, behaveNormally)
+	workers := h.waitReady(2)
+
+	overUnix := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+		DisableKeepAlives: true,
+	}}
+	overTCP := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	servedBy := map[string]bool{}
+	for range 40 {
+		for _, client := range []*http.Client{overTCP, overUnix} {
+			resp, err := client.Get("http://" + addr + "/health")
+			require.NoError(t, err)
+			resp.Body.Close()
+			servedBy[resp.Header.Get("X-Worker-Pid")] = true
+		}
+	}
+	for pid := range servedBy {
+		n, err := strconv.Atoi(pid)
+		require.NoError(t, err)
+		assert.Contains(t, workers, n, "only workers answer")
+	}
+	require.NoError(t, h.stop())
+	_, err := os.Stat(sock)
+	assert.True(t, os.IsNotExist(err), "the master removes its unix socket when it stops")
+}
+
+func TestMaxRequestsRecyclesAWorker(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1, MaxRequests: 20}, behaveNormally)
+	first := h.waitReady(1)[0]
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 25 {
+		body(t, client, h.url+"/health")
+	}
+	exited := h.waitFor("the recycle", func(e Event) bool { return e.Kind == ExitedPlanned })
+	assert.Equal(t, first, exited.Pid)
+	assert.Equal(t, drain.Requests, exited.Reason)
+}
+
+func TestMaxAgeRecyclesAWorker(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1, MaxAge: 300 * time.Millisecond, MaxAgeJitter: 100 * time.Millisecond}, behaveNormally)
+	first := h.waitReady(1)[0]
+	exited := h.waitFor("the recycle", func(e Event) bool { return e.Kind == ExitedPlanned })
+	assert.Equal(t, first, exited.Pid)
+	assert.Equal(t, drain.Age, exited.Reason)
+	assert.Zero(t, h.count(ExitedAccidental))
+}
+
+func TestTotalMemoryRecyclesTheLargestWorker(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, TotalMemory: 400 << 20, CheckInterval: 50 * time.Millisecond}, behaveNormally)
+	h.waitReady(2)
+	// One request retains 400 MiB in whichever worker serves it.
+	resp, err := http.Get(h.url + "/work?leak=409600")
+	require.NoError(t, err)
+	resp.Body.Close()
+	fat, err := strconv.Atoi(resp.Header.Get("X-Worker-Pid"))
+	require.NoError(t, err)
+	exited := h.waitFor("the recycle", func(e Event) bool { return e.Kind == ExitedPlanned })
+	assert.Equal(t, fat, exited.Pid, "the largest worker is the one replaced")
+	assert.Equal(t, drain.Memory, exited.Reason)
+}
+
+func TestWorkersGetAGoSoftMemoryLimitBelowTheirRecycleLimit(t *testing.T) {
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	h := startCluster(t, Config{Workers: 1, MaxMemory: 200 << 20}, behaveNormally)
+	h.waitReady(1)
+	assert.Equal(t, strconv.Itoa(200<<20*9/10), body(t, client, h.url+"/memlimit"), "90 % of MaxMemory")
+	require.NoError(t, h.stop())
+
+	h = startCluster(t, Config{Workers: 1, MaxMemory: 200 << 20, WorkerEnv: []string{"GOMEMLIMIT=50MiB"}}, behaveNormally)
+	h.waitReady(1)
+	assert.Equal(t, strconv.Itoa(50<<20), body(t, client, h.url+"/memlimit"), "GOMEMLIMIT wins")
+}
+
+func TestASecondStopKillsTheWorkersAtOnce(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, DrainTimeout: time.Minute}, ignoreDrain)
+	h.waitReady(2)
+	h.c.Stop()
+	h.waitKind(Draining)
+	h.waitKind(Draining)
+	h.c.Stop()
+	select {
+	case err := <-h.runErr:
+		h.runErr <- err
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "second signal")
+	case <-time.After(waitLimit):
+		t.Fatal("a second Stop did not end Run")
+	}
+	assert.Empty(t, children(t), "the workers were killed and reaped")
+}
+
+// TestSIGHUPPicksUpANewBinary runs a master from a copy of the test binary,
+// puts a new copy at the same path, and sends SIGHUP: the replacements must
+// run the new file.
+func TestSIGHUPPicksUpANewBinary(t *testing.T) {
+	if _, err := os.Stat("/proc/self/exe"); err != nil {
+		t.Skip("needs /proc")
+	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	dir := t.TempDir()
+	binary := filepath.Join(dir, "server")
+	copyFile(t, exe, binary)
+	ln := freeListener(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	master := exec.Command(binary, "-test.run=^$")
+	master.Env = append(os.Environ(), "TEST_MASTER="+addr, noRaceExitSleep)
+	stdout, err := master.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, master.Start())
+	defer func() {
+		master.Process.Signal(syscall.SIGTERM)
+		master.Wait()
+	}()
+	lines := bufio.NewScanner(stdout)
+	waitReadyLines := func(n int) {
+		for seen := 0; seen < n && lines.Scan(); {
+			if strings.HasPrefix(lines.Text(), "ready ") {
+				seen++
+			}
+		}
+	}
+	waitReadyLines(2)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	before := body(t, client, "http://"+addr+"/binary")
+
+	copyFile(t, exe, binary+".new")
+	require.NoError(t, os.Rename(binary+".new", binary)) // a deploy: a new file at the same path
+	require.NoError(t, master.Process.Signal(syscall.SIGHUP))
+	waitReadyLines(2)
+	// Both replacements are ready; the old workers may still be draining, so
+	// ask until the new binary answers on both slots' behalf.
+	for range 20 {
+		assert.NotEqual(t, before, body(t, client, "http://"+addr+"/binary"))
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, data, 0o755))
+}
+
+// TestHandingASocketToAWorkerKeepsItNonBlocking guards against a subtle
+// failure. os/exec calls Fd on every file it hands to a child, and Fd on a
+// File made by net switches the descriptor to blocking mode. The mode
+// belongs to the socket all workers share, so a worker accepting in a
+// blocking system call could never close its listener, and its drain would
+// hang.
+func TestHandingASocketToAWorkerKeepsItNonBlocking(t *testing.T) {
+	ln := freeListener(t)
+	nonBlocking := func() bool {
+		raw, err := ln.SyscallConn()
+		require.NoError(t, err)
+		var flags int
+		require.NoError(t, raw.Control(func(fd uintptr) {
+			r, _, _ := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFL, 0)
+			flags = int(r)
+		}))
+		return flags&syscall.O_NONBLOCK != 0
+	}
+	require.True(t, nonBlocking())
+	f, err := listenerFile(ln)
+	require.NoError(t, err)
+	defer f.Close()
+	f.Fd() // what os/exec does with ExtraFiles
+	assert.True(t, nonBlocking(), "the shared socket must stay non-blocking")
+
+	// And end to end: a worker drains promptly after replacements were
+	// spawned beside it (it hung for its whole drain timeout before).
+	h := startClusterOn(t, Config{Workers: 2, Listeners: []net.Listener{ln}, DrainTimeout: time.Minute}, behaveNormally)
+	h.waitReady(2)
+	h.c.Reload()
+	for range 2 {
+		exited := h.waitKind(ExitedPlanned)
+		assert.Less(t, exited.Duration, 30*time.Second)
+	}
 }

@@ -7,10 +7,10 @@ import (
 	"math"
 	"math/bits"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
@@ -137,7 +137,7 @@ func (c Config) Validate() error {
 	}
 
 	for i, ln := range c.Listeners {
-		if _, ok := ln.(interface{ File() (*os.File, error) }); !ok {
+		if _, ok := ln.(syscall.Conn); !ok {
 			bad(fmt.Sprintf("Listeners[%d]", i), fmt.Sprintf("a %T", ln),
 				"*net.TCPListener or *net.UnixListener, which can be shared with worker processes")
 		}

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,7 +69,7 @@ func testWorker(behaviour string) int {
 				retainedAtStart[i] = 1
 			}
 		}
-		return w.Serve(&http.Server{Handler: leaky.Handler(), ErrorLog: nil})
+		return w.Serve(&http.Server{Handler: testApp(), ErrorLog: nil})
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test worker:", err)
@@ -76,8 +78,29 @@ func testWorker(behaviour string) int {
 	return 0
 }
 
+// testApp is the leaky app plus what the tests ask a worker about itself:
+// its Go soft memory limit, and the inode of the binary it runs (which
+// changes when a new binary is put in place).
+func testApp() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", leaky.Handler())
+	mux.HandleFunc("GET /memlimit", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, debug.SetMemoryLimit(-1))
+	})
+	mux.HandleFunc("GET /binary", func(w http.ResponseWriter, r *http.Request) {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/proc/self/exe", &st); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprint(w, st.Ino)
+	})
+	return mux
+}
+
 // testMaster runs a master of two workers on the address in TEST_MASTER
-// and prints "ready <pid>" for each worker that becomes ready.
+// and prints "ready <pid>" for each worker that becomes ready. Its workers
+// are itself: the binary at the path it was started from.
 func testMaster() int {
 	err := Run(Config{
 		Listen:  []string{os.Getenv("TEST_MASTER")},

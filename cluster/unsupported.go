@@ -16,3 +16,5 @@ var errUnsupported = errors.New("cluster: not supported on this system")
 func socketPair() (net.Conn, *os.File, error) { return nil, nil, errUnsupported }
 
 func workerSysProcAttr() *syscall.SysProcAttr { return nil }
+
+func listenerFile(net.Listener) (*os.File, error) { return nil, errUnsupported }
