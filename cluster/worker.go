@@ -121,7 +121,7 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 	if err := json.Unmarshal([]byte(os.Getenv(workerEnv)), &spec); err != nil {
 		return fmt.Errorf("cluster: %s is set but is not a worker spec from a master (%w); unset it to run this program as the master", workerEnv, err)
 	}
-	ctrlConn, err := inheritedConn(controlFD)
+	ctrlConn, err := inherited(controlFD, "the master's control socket", net.FileConn)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		}
 	}()
 	for i := range spec.Listeners {
-		ln, err := inheritedListener(firstListenerFD + i)
+		ln, err := inherited(firstListenerFD+i, "a listening socket", net.FileListener)
 		if err != nil {
 			return err
 		}
@@ -218,30 +218,21 @@ func (w *Worker) reportStats() (stop func()) {
 	}
 }
 
-func inheritedConn(fd int) (net.Conn, error) {
-	f := os.NewFile(uintptr(fd), "memdrain-control")
+// inherited opens descriptor fd, which the master handed over, with open
+// (net.FileConn or net.FileListener). what names it in the error a process
+// started by hand gets.
+func inherited[T any](fd int, what string, open func(*os.File) (T, error)) (T, error) {
+	var zero T
+	f := os.NewFile(uintptr(fd), what)
 	if f == nil {
-		return nil, notInherited(fd, "the master's control socket")
+		return zero, notInherited(fd, what)
 	}
-	defer f.Close()
-	conn, err := net.FileConn(f)
+	defer f.Close() // open keeps its own duplicate
+	v, err := open(f)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", notInherited(fd, "the master's control socket"), err)
+		return zero, fmt.Errorf("%w: %v", notInherited(fd, what), err)
 	}
-	return conn, nil
-}
-
-func inheritedListener(fd int) (net.Listener, error) {
-	f := os.NewFile(uintptr(fd), "memdrain-listener")
-	if f == nil {
-		return nil, notInherited(fd, "a listening socket")
-	}
-	defer f.Close()
-	ln, err := net.FileListener(f)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", notInherited(fd, "a listening socket"), err)
-	}
-	return ln, nil
+	return v, nil
 }
 
 func notInherited(fd int, what string) error {
