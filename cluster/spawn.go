@@ -1,8 +1,15 @@
 package cluster
 
 import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"os/exec"
 	"runtime"
+	"time"
+
+	"github.com/memdrain/memdrain/drain"
 )
 
 // spawner starts every worker from one goroutine locked to its OS thread
@@ -37,3 +44,89 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 }
 
 func (s *spawner) stop() { close(s.requests) }
+
+// spawn starts a process for slot s. replaces is the process it is to take
+// over from (nil for a first start or a respawn).
+func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
+	p, err := m.startProcess(s)
+	if err != nil {
+		// Starting the binary failed (it was removed, say): an accident
+		// like a crash, subject to the same backoff and crash limit.
+		m.log.Error("spawning a worker failed", "worker", s.id, "err", err)
+		m.emit(Event{Kind: ExitedAccidental, Worker: s.id, Err: err})
+		if replaces != nil {
+			m.replacing--
+		}
+		m.accident(s, time.Time{}, replaces != nil, reason)
+		return
+	}
+	p.replaces = replaces
+	p.reason = reason
+	if replaces != nil {
+		s.next = p
+	} else {
+		s.current = p
+	}
+	m.procs[p.pid] = p
+	p.readyWait = time.AfterFunc(m.cfg.ReadyTimeout, func() { m.post(evReadyTimeout{p}) })
+	m.emit(Event{Kind: Started, Worker: s.id, Pid: p.pid, Reason: reason})
+}
+
+func (m *master) startProcess(s *slot) (*proc, error) {
+	conn, workerEnd, err := socketPair()
+	if err != nil {
+		return nil, err
+	}
+	defer workerEnd.Close()
+	spec := workerSpec{
+		ID:            s.id,
+		Listeners:     len(m.files),
+		Addrs:         m.addrs,
+		DrainTimeout:  m.cfg.DrainTimeout,
+		StatsInterval: m.cfg.CheckInterval,
+	}
+	if m.cfg.MaxMemory > 0 && m.cfg.SoftLimitRatio > 0 {
+		spec.SoftLimit = int64(float64(m.cfg.MaxMemory) * m.cfg.SoftLimitRatio)
+	}
+	if m.cfg.MaxRequests > 0 {
+		spec.MaxRequests = uint64(m.cfg.MaxRequests) + uint64(jitter(int64(m.cfg.MaxRequestsJitter)))
+	}
+	specJSON, _ := json.Marshal(spec)
+	cmd := exec.Command(m.exe, os.Args[1:]...)
+	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = append([]*os.File{workerEnd}, m.files...)
+	cmd.SysProcAttr = workerSysProcAttr()
+	if err := m.spawner.start(cmd); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
+	}
+	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateStarting, started: time.Now()}
+	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
+	if m.cfg.MaxAge > 0 {
+		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
+	}
+	go func() {
+		for {
+			msg, err := p.ctrl.receive()
+			if err != nil {
+				return
+			}
+			m.post(evMessage{p, msg})
+		}
+	}()
+	go func() {
+		err := cmd.Wait()
+		p.ctrl.close()
+		m.post(evExit{p, err})
+	}()
+	return p, nil
+}
+
+// jitter returns a random number from 0 to n, both included.
+func jitter(n int64) int64 {
+	if n <= 0 {
+		return 0
+	}
+	return rand.Int64N(n) + rand.Int64N(2) // n+1 would overflow at MaxInt64
+}
