@@ -679,3 +679,47 @@ func TestHandingASocketToAWorkerKeepsItNonBlocking(t *testing.T) {
 		assert.Less(t, exited.Duration, 30*time.Second)
 	}
 }
+
+// TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice kills a worker
+// while its replacement is starting. The replacement takes its place with
+// no extra respawn, and the count of replacements under way stays right:
+// a later reload still runs one replacement at a time.
+func TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice(t *testing.T) {
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	require.NoError(t, syscall.Mkfifo(gate, 0o600))
+	cfg := Config{Workers: 2, WorkerEnv: []string{testWorkerMarkerDir + "=" + dir, testGate + "=" + gate}}
+	h := startCluster(t, cfg, heldSecondOfSlot0)
+	first := h.waitReady(2)
+	status := h.c.Status()
+	require.Len(t, status, 2)
+	oldOfSlot0 := status[0].Pid
+
+	h.c.Reload()
+	h.waitFor("slot 0's replacement", func(e Event) bool { return e.Kind == Started && e.Worker == 0 })
+	require.NoError(t, syscall.Kill(oldOfSlot0, syscall.SIGKILL))
+	crashed := h.waitKind(ExitedAccidental)
+	assert.Equal(t, oldOfSlot0, crashed.Pid)
+	opened, err := os.OpenFile(gate, os.O_WRONLY, 0) // lets the held replacement get ready
+	require.NoError(t, err)
+	opened.Close()
+	h.waitFor("slot 1's reload", func(e Event) bool { return e.Kind == ExitedPlanned && e.Worker == 1 })
+	assert.Zero(t, h.count(Respawn), "the replacement took the dead worker's place")
+
+	h.c.Reload()
+	running, most := 2, 2
+	for planned := 0; planned < 2; {
+		e := h.waitFor("the second reload", func(e Event) bool { return e.Kind == Started || e.Kind == ExitedPlanned })
+		if e.Kind == Started {
+			running++
+			most = max(most, running)
+		} else {
+			running--
+			planned++
+		}
+	}
+	assert.Equal(t, 3, most, "one replacement at a time")
+	for _, s := range h.c.Status() {
+		assert.NotContains(t, first, s.Pid)
+	}
+}

@@ -42,6 +42,8 @@ const (
 	ignoreDrain           = "ignore-drain" // ready, then never drain
 	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
 	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
+	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
+	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
 )
@@ -62,6 +64,15 @@ func testWorker(behaviour string) int {
 			if err := os.Mkdir(slotMarker, 0o755); err != nil {
 				<-w.Controller.Draining() // a later one: never ready
 				return nil
+			}
+		case heldSecondOfSlot0:
+			marker := filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID))
+			if os.Mkdir(marker, 0o755) != nil && w.ID == 0 && os.Mkdir(marker+"-second", 0o755) == nil {
+				gate, err := os.Open(os.Getenv(testGate)) // a FIFO: blocks until the test opens it for writing
+				if err != nil {
+					return err
+				}
+				gate.Close()
 			}
 		case bornOverLimit:
 			retainedAtStart = make([]byte, testWorkerRetainedMiB<<20)

@@ -32,9 +32,7 @@ func (m *master) onReady(p *proc) {
 		s.current, s.next, p.replaces = p, nil, nil
 		if old != nil {
 			m.drainProc(old, p.reason)
-		} else {
-			m.replacing-- // the old one died while this one started
-		}
+		} // else the old one died while this one started; its exit settled the count
 	}
 }
 
