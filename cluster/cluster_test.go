@@ -615,23 +615,21 @@ func TestSIGHUPPicksUpANewBinary(t *testing.T) {
 		master.Wait()
 	}()
 	lines := bufio.NewScanner(stdout)
-	waitReadyLines := func(n int) {
+	waitLines := func(prefix string, n int) {
 		for seen := 0; seen < n && lines.Scan(); {
-			if strings.HasPrefix(lines.Text(), "ready ") {
+			if strings.HasPrefix(lines.Text(), prefix) {
 				seen++
 			}
 		}
 	}
-	waitReadyLines(2)
+	waitLines("ready ", 2)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	before := body(t, client, "http://"+addr+"/binary")
 
 	copyFile(t, exe, binary+".new")
 	require.NoError(t, os.Rename(binary+".new", binary)) // a deploy: a new file at the same path
 	require.NoError(t, master.Process.Signal(syscall.SIGHUP))
-	waitReadyLines(2)
-	// Both replacements are ready; the old workers may still be draining, so
-	// ask until the new binary answers on both slots' behalf.
+	waitLines("exited ", 2) // both old workers are gone: only replacements serve
 	for range 20 {
 		assert.NotEqual(t, before, body(t, client, "http://"+addr+"/binary"))
 	}

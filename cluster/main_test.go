@@ -110,7 +110,8 @@ func testApp() http.Handler {
 }
 
 // testMaster runs a master of two workers on the address in TEST_MASTER
-// and prints "ready <pid>" for each worker that becomes ready. Its workers
+// and prints "ready <pid>" for each worker that becomes ready and "exited
+// <pid>" for each planned exit. Its workers
 // are itself: the binary at the path it was started from.
 func testMaster() int {
 	err := Run(Config{
@@ -118,8 +119,11 @@ func testMaster() int {
 		Workers: 2,
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnEvent: func(e Event) {
-			if e.Kind == Ready {
+			switch e.Kind {
+			case Ready:
 				fmt.Printf("ready %d\n", e.Pid)
+			case ExitedPlanned:
+				fmt.Printf("exited %d\n", e.Pid)
 			}
 		},
 	}, func(*Worker) error { return nil })
