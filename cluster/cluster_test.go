@@ -721,3 +721,26 @@ func TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice(t *testing.T) {
 		assert.NotContains(t, first, s.Pid)
 	}
 }
+
+func TestStatusReportsWhatEachWorkerServed(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1, CheckInterval: 20 * time.Millisecond}, behaveNormally)
+	pid := h.waitReady(1)[0]
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	for range 7 {
+		body(t, client, h.url+"/health")
+	}
+	// Stats arrive every CheckInterval; no event marks them, so poll the
+	// snapshot, within the usual bound.
+	require.Eventually(t, func() bool {
+		s := h.c.Status()
+		return len(s) == 1 && s[0].Served == 7
+	}, waitLimit, 10*time.Millisecond)
+	s := h.c.Status()[0]
+	assert.Equal(t, pid, s.Pid)
+	assert.Equal(t, 0, s.Worker)
+	assert.Equal(t, StateServing, s.State)
+	assert.Zero(t, s.InFlight)
+	assert.Positive(t, s.Memory, "sampled even without a limit")
+	assert.False(t, s.Started.IsZero())
+	assert.Zero(t, s.Restarts)
+}

@@ -66,6 +66,7 @@ type Worker struct {
 	ctrl      *channel
 	readyOnce sync.Once
 	served    atomic.Uint64
+	inFlight  atomic.Int64 // requests, which the Controller does not count under Serve
 	asked     atomic.Bool // a recycle was requested
 }
 
@@ -93,8 +94,9 @@ func (w *Worker) Recycle(reason drain.Reason) {
 }
 
 // Serve serves srv on the worker's listeners under its Controller (see
-// drain.Serve), reports ready, counts the requests served, and returns
-// once the drain is over.
+// drain.Serve), reports ready, counts the requests served and in flight
+// for the master's Status, and returns once the drain is over. A program
+// that serves without it reports no request counts.
 func (w *Worker) Serve(srv *http.Server) error {
 	if srv == nil {
 		return errors.New("cluster: Worker.Serve needs an *http.Server, got nil")
@@ -104,6 +106,8 @@ func (w *Worker) Serve(srv *http.Server) error {
 		next = http.DefaultServeMux
 	}
 	srv.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.inFlight.Add(1)
+		defer w.inFlight.Add(-1)
 		if n := w.served.Add(1); w.spec.MaxRequests > 0 && n == w.spec.MaxRequests {
 			w.Recycle(drain.Requests)
 		}
@@ -208,7 +212,7 @@ func (w *Worker) reportStats() (stop func()) {
 			case <-done:
 				return
 			case <-ticker.C:
-				w.ctrl.send(message{Type: msgStats, InFlight: w.Controller.InFlight(), Served: w.served.Load()})
+				w.ctrl.send(message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load()})
 			}
 		}
 	}()

@@ -273,7 +273,9 @@ func (c *Controller) Done() <-chan struct{} { return c.done }
 // IsDraining reports whether the drain has started (and possibly ended).
 func (c *Controller) IsDraining() bool { return c.state.Load()&flagDraining != 0 }
 
-// InFlight returns the number of units of work currently acquired.
+// InFlight returns the number of units of work currently acquired. Under
+// Serve these are the listeners' unit and the busy connections' (see
+// Serve), not requests.
 func (c *Controller) InFlight() int { return int(c.state.Load() / unit) }
 
 // Reason returns the reason the drain started with, or zero before Start.
