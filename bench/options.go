@@ -1,0 +1,193 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/memdrain/memdrain/drain"
+)
+
+// partNames are the parts, in the order they run.
+var partNames = []string{"latency", "middleware", "recycle", "scale"}
+
+// options is the harness's configuration, from its flags.
+type options struct {
+	parts     []string
+	json      bool
+	smoke     bool
+	out       string
+	baseline  bool
+	latency   latencyConfig
+	benchTime time.Duration
+	load      loadConfig
+	scale     scaleConfig
+}
+
+// parseFlags parses the command line. A bad value is an error naming the
+// flag and what it accepts. -smoke changes the defaults of the flags not
+// given to a run of a few seconds a part.
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned; -h prints the usage below
+	var (
+		o            options
+		parts        = fs.String("part", "all", "parts to run: all, or a comma-separated list of "+strings.Join(partNames, ", "))
+		limit        = fs.String("limit", "150Mi", "recycle: each worker's memory limit (150Mi, 1Gi)")
+		scaleWorkers = fs.String("scale-workers", "1,8,32,64", "scale: the worker counts to measure, comma-separated")
+	)
+	fs.BoolVar(&o.json, "json", false, "print one JSON object per part instead of tables")
+	fs.BoolVar(&o.smoke, "smoke", false, "a few seconds a part; fail if the harness breaks or memdrain loses a request")
+	fs.StringVar(&o.out, "out", "", "directory to write each part's JSON and the plots into (bench/results holds the checked-in run)")
+	fs.BoolVar(&o.baseline, "baseline", true, "recycle: also run the baseline (Shutdown over the limit, respawn after exit)")
+	fs.IntVar(&o.latency.Rounds, "drains", 10, "latency: drains of each kind")
+	fs.IntVar(&o.latency.Requests, "drain-requests", 50, "latency: requests in flight in each drain")
+	fs.DurationVar(&o.latency.Longest, "longest", 2*time.Second, "latency: requests last from 0 to this")
+	fs.DurationVar(&o.benchTime, "benchtime", time.Second, "middleware: time spent on each benchmark")
+	fs.DurationVar(&o.load.Duration, "duration", 60*time.Second, "recycle: load duration of each of memdrain and the baseline")
+	fs.IntVar(&o.load.Clients, "clients", 32, "recycle: closed-loop clients; half keep connections alive, half open one per request")
+	fs.IntVar(&o.load.Workers, "workers", 2, "recycle: worker processes")
+	fs.IntVar(&o.load.WorkMillis, "ms", 20, "recycle: milliseconds each request works")
+	fs.IntVar(&o.load.LeakKiB, "leak", 24, "recycle: KiB each request leaks")
+	fs.DurationVar(&o.load.CheckInterval, "check-interval", time.Second, "recycle and scale: longest time between two memory samples of a worker")
+	fs.DurationVar(&o.scale.Measure, "scale-measure", 10*time.Second, "scale: how long to measure the master's CPU for each worker count")
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "usage: go run . [flags]   (in bench/)\n\n")
+		fs.SetOutput(os.Stderr)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			fs.Usage()
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q; every setting is a flag (go run . -h)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.smoke {
+		smokeDefaults(&o, set, limit, scaleWorkers)
+	}
+
+	var err error
+	if o.parts, err = parseParts(*parts); err != nil {
+		return nil, err
+	}
+	if o.load.Limit, err = drain.ParseMemoryLimit(*limit); err != nil {
+		return nil, fmt.Errorf("-limit: %w", err)
+	}
+	if o.load.Limit == 0 {
+		return nil, fmt.Errorf("-limit is %q; accepted: a memory size such as 150Mi (the workers must be recycled)", *limit)
+	}
+	if o.scale.Workers, err = parseCounts(*scaleWorkers); err != nil {
+		return nil, fmt.Errorf("-scale-workers: %w", err)
+	}
+	o.scale.Limit, o.scale.CheckInterval = o.load.Limit, o.load.CheckInterval
+	for _, c := range []struct {
+		name   string
+		v, lo  int
+		hi     int
+		accept string
+	}{
+		{"drains", o.latency.Rounds, 1, 10000, ""},
+		{"drain-requests", o.latency.Requests, 1, 1000, ""},
+		{"clients", o.load.Clients, 2, 4096, " (half keep connections alive, half do not)"},
+		{"workers", o.load.Workers, 1, 1024, ""},
+		{"ms", o.load.WorkMillis, 0, 60000, ""},
+		{"leak", o.load.LeakKiB, 0, 1 << 20, ""},
+	} {
+		if c.v < c.lo || c.v > c.hi {
+			return nil, fmt.Errorf("-%s is %d; accepted: a whole number from %d to %d%s", c.name, c.v, c.lo, c.hi, c.accept)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		lo   time.Duration
+	}{
+		{"longest", o.latency.Longest, time.Millisecond},
+		{"benchtime", o.benchTime, time.Millisecond},
+		{"duration", o.load.Duration, time.Second},
+		{"check-interval", o.load.CheckInterval, drain.MinCheckInterval},
+		{"scale-measure", o.scale.Measure, time.Second},
+	} {
+		if d.v < d.lo {
+			return nil, fmt.Errorf("-%s is %v; accepted: a duration of at least %v", d.name, d.v, d.lo)
+		}
+	}
+	return &o, nil
+}
+
+// smokeDefaults shrinks every part to a few seconds, for the flags that
+// were not given. The limit is lower so that workers recycle within
+// seconds.
+func smokeDefaults(o *options, set map[string]bool, limit, scaleWorkers *string) {
+	if !set["drains"] {
+		o.latency.Rounds = 3
+	}
+	if !set["drain-requests"] {
+		o.latency.Requests = 20
+	}
+	if !set["longest"] {
+		o.latency.Longest = 300 * time.Millisecond
+	}
+	if !set["benchtime"] {
+		o.benchTime = 50 * time.Millisecond
+	}
+	if !set["duration"] {
+		o.load.Duration = 8 * time.Second
+	}
+	if !set["clients"] {
+		o.load.Clients = 16
+	}
+	if !set["limit"] {
+		*limit = "48Mi"
+	}
+	if !set["scale-workers"] {
+		*scaleWorkers = "1,4"
+	}
+	if !set["scale-measure"] {
+		o.scale.Measure = 2 * time.Second
+	}
+}
+
+// parseParts parses -part.
+func parseParts(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return partNames, nil
+	}
+	var parts []string
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(partNames, p) {
+			return nil, fmt.Errorf("-part %q: unknown part %q; accepted: all, or a comma-separated list of %s", s, p, strings.Join(partNames, ", "))
+		}
+		if !slices.Contains(parts, p) {
+			parts = append(parts, p)
+		}
+	}
+	// Run them in the usual order whatever order they were given in.
+	slices.SortFunc(parts, func(a, b string) int { return slices.Index(partNames, a) - slices.Index(partNames, b) })
+	return parts, nil
+}
+
+// parseCounts parses a comma-separated list of worker counts.
+func parseCounts(s string) ([]int, error) {
+	var counts []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("%q: %q is not a count; accepted: whole numbers from 1 to 1024, comma-separated", s, f)
+		}
+		counts = append(counts, n)
+	}
+	return counts, nil
+}

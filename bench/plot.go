@@ -1,0 +1,3 @@
+package main
+
+func writePlots(dir string, p *recyclePart) error { return nil }
