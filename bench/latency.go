@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -103,7 +104,7 @@ func drainOnce(lengths []time.Duration, memdrain bool) (time.Duration, error) {
 		mu.Unlock()
 	})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	c, err := drain.New(drain.Config{Timeout: time.Minute})
+	c, err := drain.New(drain.Config{Timeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		ln.Close()
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -72,7 +73,7 @@ func runMiddlewarePart(ctx context.Context, benchTime time.Duration, prog *progr
 	defer stop()
 	go prog.run(progCtx, "middleware cost", 5*benchTime*2, nil)
 
-	c, err := drain.New(drain.Config{})
+	c, err := drain.New(drain.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
