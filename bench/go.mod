@@ -4,7 +4,10 @@ go 1.24.0
 
 replace github.com/memdrain/memdrain => ../
 
-require github.com/memdrain/memdrain v0.0.0-00010101000000-000000000000
+require (
+	github.com/memdrain/memdrain v0.0.0-00010101000000-000000000000
+	gonum.org/v1/plot v0.16.0
+)
 
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
@@ -26,5 +29,4 @@ require (
 	golang.org/x/image v0.25.0 // indirect
 	golang.org/x/sys v0.38.0 // indirect
 	golang.org/x/text v0.23.0 // indirect
-	gonum.org/v1/plot v0.16.0 // indirect
 )
