@@ -67,7 +67,7 @@ type Worker struct {
 	readyOnce sync.Once
 	served    atomic.Uint64
 	inFlight  atomic.Int64 // requests, which the Controller does not count under Serve
-	asked     atomic.Bool // a recycle was requested
+	asked     atomic.Bool  // a recycle was requested
 }
 
 // Ready tells the master that this worker serves, so the worker it
