@@ -23,14 +23,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// The state word packs two flags and the in-flight count, so that one atomic
-// operation both changes the count and tells the caller whether that change
-// ended the drain. Two separate atomics would leave a window in which the
-// last release and Start each believe the other will finish the drain.
+// The state word packs two flags and two counts, so that one atomic
+// operation both changes a count and tells the caller whether that change
+// ended the drain. Separate atomics would leave a window in which the last
+// release and Start each believe the other will finish the drain.
+//
+// Work units (requests, and what callers count with Acquire) are what
+// InFlight and Result.Abandoned report. Holds are the controller's own
+// units: Serve's listeners and connections, and the running hooks. Both
+// keep the drain open; the drain ends when both counts are zero.
 const (
 	flagDraining int64 = 1 << iota
 	flagDone
-	unit // one unit of in-flight work; the count lives in the bits above the flags
+	hold           // bits 2 to 32 count holds
+	unit = 1 << 33 // bits 33 to 62 count work units
 )
 
 // A Controller counts the work a process has in flight and drains it: after
@@ -48,14 +54,13 @@ type Controller struct {
 	draining chan struct{} // closed by Start
 	done     chan struct{} // closed when the drain ends
 
-	mu           sync.Mutex
-	reason       Reason
-	started      time.Time
-	hooks        []func(Reason)
-	hookPanics   []error
-	hooksRunning bool
-	deadline     *time.Timer
-	result       Result
+	mu         sync.Mutex
+	reason     Reason
+	started    time.Time
+	hooks      []func(Reason)
+	hookPanics []error
+	deadline   *time.Timer
+	result     Result
 }
 
 // Result describes a finished drain.
@@ -115,25 +120,28 @@ func (c *Controller) Timeout() time.Duration { return c.timeout }
 // the drain is in progress is accepted and holds the drain open until it is
 // released.
 func (c *Controller) Acquire() bool {
-	return c.acquire()&flagDone == 0
-}
-
-// acquire is Acquire returning the state word after the acquisition, so the
-// HTTP handler learns whether a drain is in progress from the same atomic
-// operation.
-func (c *Controller) acquire() int64 {
-	s := c.state.Add(unit)
-	if s&flagDone != 0 {
-		c.state.Add(-unit)
-	}
-	return s
+	return c.add(unit)&flagDone == 0
 }
 
 // Release records the end of one unit of work acquired with Acquire. If a
 // drain is in progress and this was the last unit, Release ends the drain
 // before it returns: Done is closed by this call.
-func (c *Controller) Release() {
-	if c.state.Add(-unit) == flagDraining {
+func (c *Controller) Release() { c.sub(unit) }
+
+// add adds n (unit or hold) unless the drain has ended, and returns the
+// state word after the addition, so the HTTP handler learns whether a
+// drain is in progress from the same atomic operation.
+func (c *Controller) add(n int64) int64 {
+	s := c.state.Add(n)
+	if s&flagDone != 0 {
+		c.state.Add(-n)
+	}
+	return s
+}
+
+// sub takes back what add added, ending the drain if nothing is left.
+func (c *Controller) sub(n int64) {
+	if c.state.Add(-n) == flagDraining {
 		c.finishDrained()
 	}
 }
@@ -156,13 +164,7 @@ func (c *Controller) expire() {
 			return
 		}
 		if c.state.CompareAndSwap(s, s|flagDone) {
-			inFlight := int(s / unit)
-			c.mu.Lock()
-			if c.hooksRunning {
-				inFlight-- // the hooks' own unit is not a request
-			}
-			c.mu.Unlock()
-			c.finish(true, inFlight)
+			c.finish(true, int(s/unit))
 			return
 		}
 	}
@@ -209,22 +211,18 @@ func (c *Controller) Start(reason Reason) bool {
 	}
 	c.reason = reason
 	c.started = time.Now()
-	c.hooksRunning = true
 	hooks := c.hooks
-	// One atomic add both raises the draining flag and acquires a unit for
-	// the hooks, so no release can finish the drain before they have run.
-	c.state.Add(flagDraining + unit)
+	// One atomic add both raises the draining flag and takes a hold for the
+	// hooks, so no release can finish the drain before they have run.
+	c.state.Add(flagDraining + hold)
 	c.deadline = time.AfterFunc(c.timeout, c.expire)
 	c.mu.Unlock()
 	close(c.draining)
-	c.log.Info("drain started", "reason", reason.String(), "in_flight", c.InFlight()-1, "timeout", c.timeout)
+	c.log.Info("drain started", "reason", reason.String(), "in_flight", c.InFlight(), "timeout", c.timeout)
 	for _, hook := range hooks {
 		c.runHook(hook, reason)
 	}
-	c.mu.Lock()
-	c.hooksRunning = false
-	c.mu.Unlock()
-	c.Release()
+	c.sub(hold)
 	return true
 }
 
@@ -273,9 +271,8 @@ func (c *Controller) Done() <-chan struct{} { return c.done }
 // IsDraining reports whether the drain has started (and possibly ended).
 func (c *Controller) IsDraining() bool { return c.state.Load()&flagDraining != 0 }
 
-// InFlight returns the number of units of work currently acquired. Under
-// Serve these are the listeners' unit and the busy connections' (see
-// Serve), not requests.
+// InFlight returns the number of units of work currently acquired: under
+// Serve or Handler, the requests in flight.
 func (c *Controller) InFlight() int { return int(c.state.Load() / unit) }
 
 // Reason returns the reason the drain started with, or zero before Start.

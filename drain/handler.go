@@ -30,19 +30,13 @@ func (c *Controller) Handler(next http.Handler) http.Handler {
 type handler struct {
 	c    *Controller
 	next http.Handler
-	// servedByServe is set by Serve, which counts connections rather than
-	// requests (a connection is busy exactly while a request is on it) and
-	// puts c into every request's context through BaseContext. The handler
-	// is then left with the headers: no count, no request copy.
+	// servedByServe is set by Serve, which puts c into every request's
+	// context through BaseContext: no request copy is needed.
 	servedByServe bool
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.servedByServe {
-		h.serveCounted(w, r)
-		return
-	}
-	state := h.c.acquire()
+	state := h.c.add(unit)
 	if state&flagDone != 0 {
 		refuse(w)
 		return
@@ -51,21 +45,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if state&flagDraining != 0 {
 		w.Header().Set("Connection", "close")
 	}
-	if FromContext(r.Context()) != h.c {
+	if !h.servedByServe && FromContext(r.Context()) != h.c {
 		r = r.WithContext(NewContext(r.Context(), h.c))
-	}
-	h.next.ServeHTTP(w, r)
-}
-
-// serveCounted serves a request whose connection already holds a unit.
-func (h *handler) serveCounted(w http.ResponseWriter, r *http.Request) {
-	state := h.c.state.Load()
-	if state&flagDone != 0 {
-		refuse(w)
-		return
-	}
-	if state&flagDraining != 0 {
-		w.Header().Set("Connection", "close")
 	}
 	h.next.ServeHTTP(w, r)
 }

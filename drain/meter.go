@@ -67,9 +67,13 @@ func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Durat
 	case m.rate <= 0:
 		return false, interval
 	}
-	remaining := (float64(m.Limit) - projected) / m.rate // seconds to the limit
-	wait := time.Duration(remaining / 2 * float64(time.Second))
-	return false, min(max(wait, MinCheckInterval), interval)
+	// Half the time to the limit, compared in seconds: a slow rate makes
+	// the time too long for a time.Duration.
+	half := (float64(m.Limit) - projected) / m.rate / 2
+	if half >= interval.Seconds() {
+		return false, interval
+	}
+	return false, max(time.Duration(half*float64(time.Second)), MinCheckInterval)
 }
 
 // Rate returns the smoothed growth rate in bytes per second, zero when the
@@ -91,9 +95,13 @@ func (m *Meter) updateRate(now time.Time, bytes uint64) {
 		return
 	}
 	sample := (float64(bytes) - float64(m.last)) / elapsed
-	// Memory grows in steps (heap growth, a large allocation) and falls when
-	// the garbage collector returns pages; a falling sample says nothing of
-	// the leak, so it only pulls the estimate down, never below zero.
+	// A rise is taken at once: under-estimating a leak that just started
+	// means sampling too late. A fall (the garbage collector returned pages,
+	// the load stopped) only pulls the estimate down by half each time, and
+	// a rate under a byte a second is none.
 	const weight = 0.5
-	m.rate = max(weight*sample+(1-weight)*m.rate, 0)
+	m.rate = max(sample, weight*sample+(1-weight)*m.rate)
+	if m.rate < 1 {
+		m.rate = 0
+	}
 }

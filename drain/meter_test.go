@@ -85,3 +85,41 @@ func TestMeterLeadReportsAProjectedCrossing(t *testing.T) {
 	over, _ = m.Observe(now, 90<<20)
 	assert.False(t, over, "after Reset there is no rate to project with")
 }
+
+// TestMeterSlowsDownOnceGrowthStops: after a leak stops, the estimated rate
+// decays towards zero; a tiny rate must mean a long wait, not an overflowed
+// one that falls back to the shortest.
+func TestMeterSlowsDownOnceGrowthStops(t *testing.T) {
+	m := Meter{Limit: 1 << 30, Interval: time.Second}
+	now := time.Unix(0, 0)
+	bytes := uint64(100 << 20)
+	for range 10 { // growing at 10 MiB/s
+		now = now.Add(100 * time.Millisecond)
+		bytes += 1 << 20
+		m.Observe(now, bytes)
+	}
+	short := 0
+	for range 2000 { // flat from here on
+		_, next := m.Observe(now, bytes)
+		if next < time.Second {
+			short++
+		}
+		now = now.Add(next)
+	}
+	assert.Less(t, short, 20, "samples at a short wait once memory is flat")
+	assert.Zero(t, m.Rate())
+}
+
+// TestMeterReactsAtOnceWhenALeakStarts: an idle process whose memory
+// suddenly grows must be sampled sooner at once, not after the estimate
+// has caught up.
+func TestMeterReactsAtOnceWhenALeakStarts(t *testing.T) {
+	m := Meter{Limit: 48 << 20, Interval: time.Second}
+	now := time.Unix(0, 0)
+	m.Observe(now, 9<<20)
+	m.Observe(now.Add(time.Second), 9<<20)
+	// One second of a 20 MB/s leak: 28 MiB, 20 MiB from the limit.
+	_, next := m.Observe(now.Add(2*time.Second), 28<<20)
+	assert.InDelta(t, 20e6, m.Rate(), 1e6)
+	assert.Less(t, next, 600*time.Millisecond, "half the ~1 s left to the limit")
+}

@@ -37,16 +37,18 @@ const closeGrace = time.Second
 //
 // If a listener fails before the drain started, Serve starts the drain with
 // reason Manual, and returns the Result together with the listener's error.
+// If the drain ended before Serve was called, Serve returns its Result at
+// once and leaves srv alone.
 func Serve(srv *http.Server, c *Controller, listeners ...net.Listener) (Result, error) {
 	if err := checkServeArgs(srv, c, listeners); err != nil {
 		return Result{}, err
 	}
-	// The listeners hold a unit of their own until every srv.Serve call has
+	// The listeners hold the drain open until every srv.Serve call has
 	// returned. srv.Serve registers an accepted connection (StateNew, which
-	// acquires its unit) before it calls Accept again, so once it returns no
+	// takes its hold) before it calls Accept again, so once it returns no
 	// connection can appear that the count does not know about.
-	if !c.Acquire() {
-		return c.Result(), errors.New("drain: Serve called after the drain ended")
+	if c.add(hold)&flagDone != 0 {
+		return c.Result(), nil // drained before it served: nothing to do
 	}
 	conns := newConnTracker(c)
 	install(srv, c, conns)
@@ -73,7 +75,7 @@ func Serve(srv *http.Server, c *Controller, listeners ...net.Listener) (Result, 
 	for ; pending > 0; pending-- {
 		<-served // a closed listener makes srv.Serve return; its error is expected
 	}
-	c.Release()
+	c.sub(hold)
 	<-c.Done()
 	closeConnections(srv, conns, c.Result().DeadlineExceeded)
 	return c.Result(), serveErr
@@ -140,24 +142,25 @@ func closeConnections(srv *http.Server, conns *connTracker, deadlineExceeded boo
 	_ = srv.Close()
 }
 
-// IdleLinger is how long, during a drain, Serve keeps open a kept-alive
-// connection that is idle without having been told "Connection: close"
-// (its last response began before the drain). Its client will reuse it for
-// the next request at any moment: closing it then would fail that request
-// (or make Go's transport retry it). Within IdleLinger the request arrives
-// and is answered with "Connection: close"; a connection idle for longer
-// is closed. Such a connection counts as work in flight until then.
+// IdleLinger is how long, during a drain, Serve keeps open a connection
+// that carries no request: a kept-alive one that is idle without having
+// been told "Connection: close" (its last response began before the
+// drain), or a new one whose first request has not arrived. Its client may
+// be sending a request at that very moment: closing the connection then
+// would fail the request (or make Go's transport retry it). Within
+// IdleLinger the request arrives and is answered with "Connection: close";
+// a connection silent for longer (a browser's preconnect, a load balancer's
+// warm pool) is closed, so it cannot hold the drain to its deadline. Such a
+// connection holds the drain open until then.
 const IdleLinger = 100 * time.Millisecond
 
-// connTracker counts a connection as one unit of work while a request may
-// be on it: from accept until idle, and again from the first byte of the
-// next request until idle. Counting from accept rather than from the
-// handler closes the window in which a connection has been accepted but
-// its request not yet read; a drain that ended inside that window would
-// reset a client that did nothing wrong. An HTTP/2 connection is active
-// while it has a stream open, so it too holds one unit for all its
-// requests. During a drain, an idle connection holds its unit for
-// IdleLinger (see there).
+// connTracker holds the drain open for a connection while a request may be
+// on it: from accept until idle, and again from the next request until
+// idle. Holding from accept rather than from the handler closes the window
+// in which a connection has been accepted but its request not yet read; a
+// drain that ended inside that window would reset a client that did
+// nothing wrong. During a drain, a connection with no request lingers for
+// IdleLinger (see there) before it is closed.
 type connTracker struct {
 	c *Controller
 
@@ -168,9 +171,10 @@ type connTracker struct {
 }
 
 type trackedConn struct {
-	held      bool        // holds a unit of the controller
-	idleSince time.Time   // zero while active
-	linger    *time.Timer // closes the connection at the end of its linger
+	state  http.ConnState
+	held   bool        // holds the controller's drain open
+	since  time.Time   // when it was accepted, or last went idle
+	linger *time.Timer // closes it if it stays without a request
 }
 
 func newConnTracker(c *Controller) *connTracker {
@@ -184,24 +188,30 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 		tc = &trackedConn{}
 		t.open[conn] = tc
 	}
+	tc.state = state
 	release := false
 	switch state {
 	case http.StateNew, http.StateActive:
 		tc.stopLinger()
-		tc.idleSince = time.Time{}
+		tc.since = time.Now()
 		if !tc.held {
-			// Acquire fails only after the drain ended; the request, if
-			// one comes, is then refused by the handler with a 503.
-			tc.held = t.c.Acquire()
+			// Fails only after the drain ended; the request, if one comes,
+			// is then refused by the handler with a 503.
+			tc.held = t.c.add(hold)&flagDone == 0
+		}
+		if state == http.StateNew && t.draining && tc.held {
+			t.startLinger(conn, tc, IdleLinger)
 		}
 	case http.StateIdle:
-		tc.idleSince = time.Now()
+		tc.since = time.Now()
 		if t.draining && tc.held {
 			t.startLinger(conn, tc, IdleLinger)
 		} else {
 			release, tc.held = tc.held, false
 		}
 	case http.StateHijacked, http.StateClosed:
+		// A hijacking handler still holds its request's unit until it
+		// returns; the connection itself is no longer the server's.
 		tc.stopLinger()
 		release = tc.held
 		delete(t.open, conn)
@@ -212,36 +222,38 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 	}
 	t.mu.Unlock()
 	if release {
-		t.c.Release() // outside the lock: it may end the drain
+		t.c.sub(hold) // outside the lock: it may end the drain
 	}
 }
 
-// drainStarted makes every idle connection linger: it holds a unit again
-// until its client uses it once more or it has been idle for IdleLinger.
-// Serve calls it while its listeners still hold their unit, so the
-// acquisitions cannot fail.
+// drainStarted makes every connection without a request linger: it holds
+// the drain open until a request arrives on it or it has been silent for
+// IdleLinger. Serve calls it while its listeners still hold the drain open,
+// so the holds cannot fail.
 func (t *connTracker) drainStarted() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.draining = true
 	for conn, tc := range t.open {
-		if !tc.held && !tc.idleSince.IsZero() {
-			tc.held = t.c.Acquire()
-			t.startLinger(conn, tc, IdleLinger-time.Since(tc.idleSince))
+		if tc.state != http.StateNew && tc.state != http.StateIdle {
+			continue
 		}
+		if !tc.held {
+			tc.held = t.c.add(hold)&flagDone == 0
+		}
+		t.startLinger(conn, tc, IdleLinger-time.Since(tc.since))
 	}
 }
 
-// startLinger closes conn after d unless it becomes active first. Closing it
-// makes the server report StateClosed, which releases the unit.
+// startLinger closes conn after d unless a request arrives on it first.
+// Closing it makes the server report StateClosed, which releases the hold.
 func (t *connTracker) startLinger(conn net.Conn, tc *trackedConn, d time.Duration) {
 	tc.stopLinger()
 	var timer *time.Timer
 	timer = time.AfterFunc(max(d, 0), func() {
 		t.mu.Lock()
-		stillIdle := tc.linger == timer
-		t.mu.Unlock()
-		if stillIdle {
+		defer t.mu.Unlock()
+		if tc.linger == timer { // still without a request
 			conn.Close()
 		}
 	})

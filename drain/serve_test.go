@@ -1,6 +1,7 @@
 package drain
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -431,4 +432,64 @@ func TestListenAndServeRejectsABadWatch(t *testing.T) {
 	_, err := ListenAndServe(context.Background(), &http.Server{}, c, Options{Watch: Watch{Limit: 1 << 20, Interval: -time.Second}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Watch.Interval")
+}
+
+// TestServeWaitsForAHijackingHandler: a handler that took over its
+// connection (a websocket) is still work in flight until it returns,
+// although the server has let go of the connection.
+func TestServeWaitsForAHijackingHandler(t *testing.T) {
+	ln := listen(t)
+	hijacked, finish := make(chan struct{}), make(chan struct{})
+	s := startServer(t, ln, time.Minute, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		close(hijacked)
+		<-finish
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+		buf.Flush()
+	}))
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	waitClosed(t, hijacked, "the hijack")
+	s.c.Start(Manual)
+	assert.False(t, isClosed(s.c.Done()), "the hijacking handler is still running")
+	assert.Equal(t, 1, s.c.InFlight())
+	close(finish)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	got := s.wait(t)
+	assert.False(t, got.res.DeadlineExceeded)
+}
+
+// TestServeDoesNotWaitForASilentConnection: a connection that was accepted
+// but never sends a request (a browser's preconnect, a load balancer's warm
+// pool) must not hold the drain to its deadline.
+func TestServeDoesNotWaitForASilentConnection(t *testing.T) {
+	ln := listen(t)
+	accepted := make(chan struct{}, 1)
+	s := startServer(t, ln, time.Minute, tagged("a"), func(srv *http.Server) {
+		srv.ConnState = func(_ net.Conn, state http.ConnState) {
+			if state == http.StateNew {
+				accepted <- struct{}{}
+			}
+		}
+	})
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	<-accepted
+	s.c.Start(Manual)
+	got := s.wait(t)
+	assert.False(t, got.res.DeadlineExceeded, "ended by IdleLinger, not by the one-minute deadline")
+	assert.Zero(t, got.res.Abandoned)
+	_, err = conn.Read(make([]byte, 1))
+	assert.Error(t, err, "the silent connection was closed")
 }
