@@ -33,7 +33,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/memdrain/memdrain/drain"
@@ -46,8 +46,7 @@ type Cluster struct {
 	cfg      Config
 	requests chan any // evStop or evReload from Stop and Reload
 
-	mu     sync.Mutex
-	status []WorkerStatus
+	running atomic.Pointer[master] // while the master's loop runs
 }
 
 // Run is New followed by Cluster.Run.
@@ -102,12 +101,25 @@ func (c *Cluster) Run(serve func(*Worker) error) error {
 	return c.runMaster()
 }
 
-// Status returns a snapshot of every worker process, by slot, as of the
-// master's last decision. It returns nil in a worker or before Run.
+// Status returns a snapshot of every worker process, by slot. It returns
+// nil in a worker, and when the master is not running.
 func (c *Cluster) Status() []WorkerStatus {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]WorkerStatus(nil), c.status...)
+	m := c.running.Load()
+	if m == nil {
+		return nil
+	}
+	reply := make(chan []WorkerStatus, 1)
+	select {
+	case m.events <- evStatus{reply}:
+	case <-m.done:
+		return nil
+	}
+	select {
+	case s := <-reply:
+		return s
+	case <-m.done:
+		return nil
+	}
 }
 
 // Stop asks the master to drain every worker and return, as SIGTERM does.
@@ -159,17 +171,14 @@ func (c *Cluster) runMaster() error {
 		events:    make(chan any, 64),
 		done:      make(chan struct{}),
 		procs:     make(map[int]*proc),
-		publish: func(s []WorkerStatus) {
-			c.mu.Lock()
-			c.status = s
-			c.mu.Unlock()
-		},
 	}
 	defer m.spawner.stop()
 	m.log.Info("master started", "workers", c.cfg.Workers, "listen", strings.Join(addrs, ","),
 		"max_memory", drain.FormatSize(c.cfg.MaxMemory))
 	stopForwarding := c.forwardSignals(m)
 	defer stopForwarding()
+	c.running.Store(m)
+	defer c.running.Store(nil)
 	return m.loop()
 }
 

@@ -744,3 +744,80 @@ func TestStatusReportsWhatEachWorkerServed(t *testing.T) {
 	assert.False(t, s.Started.IsZero())
 	assert.Zero(t, s.Restarts)
 }
+
+// TestAnAgedWorkerWaitingForItsReplacementDoesNotSpinTheMaster: once a
+// worker's age is acted on, its past retirement time must not wake the
+// loop again and again while its slot is busy with a replacement.
+func TestAnAgedWorkerWaitingForItsReplacementDoesNotSpinTheMaster(t *testing.T) {
+	now := time.Now()
+	s := &slot{}
+	old := &proc{slot: s, pid: 1, state: StateServing, retireAt: now.Add(-time.Second), sampleAt: now.Add(time.Hour)}
+	s.current = old
+	s.next = &proc{slot: s, pid: 2, state: StateStarting} // its replacement is starting
+	m := &master{
+		cfg:        Config{CheckInterval: time.Second, Sampler: drain.SamplerFunc(func(int) (uint64, error) { return 1, nil })}.withDefaults(),
+		procs:      map[int]*proc{1: old, 2: s.next},
+		sampleNext: time.NewTimer(time.Hour),
+	}
+	defer m.sampleNext.Stop()
+	m.sample()
+	assert.True(t, old.retireAt.IsZero(), "the retirement was acted on once")
+	assert.WithinDuration(t, now.Add(time.Second), m.nextWake(now), 0, "the loop sleeps until the next regular sample")
+}
+
+// TestACrashedQueuedWorkerIsNotReplacedAgainAfterItsRespawn: a slot waiting
+// in the replacement queue whose worker crashes is respawned; the stale
+// queue entry must not replace the fresh worker too.
+func TestACrashedQueuedWorkerIsNotReplacedAgainAfterItsRespawn(t *testing.T) {
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	require.NoError(t, syscall.Mkfifo(gate, 0o600))
+	cfg := Config{Workers: 2, BackoffMin: time.Millisecond, WorkerEnv: []string{testWorkerMarkerDir + "=" + dir, testGate + "=" + gate}}
+	h := startCluster(t, cfg, heldSecondOfSlot0)
+	h.waitReady(2)
+	status := h.c.Status()
+	require.Len(t, status, 2)
+	h.c.Reload() // slot 0 replaced first (held at the gate), slot 1 queued behind it
+	h.waitFor("slot 0's replacement", func(e Event) bool { return e.Kind == Started && e.Worker == 0 })
+	require.NoError(t, syscall.Kill(status[1].Pid, syscall.SIGKILL))
+	h.waitFor("slot 1's crash", func(e Event) bool { return e.Kind == ExitedAccidental && e.Worker == 1 })
+	fresh := h.waitFor("slot 1's respawn", func(e Event) bool { return e.Kind == Ready && e.Worker == 1 })
+	opened, err := os.OpenFile(gate, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	opened.Close()
+	h.waitFor("slot 0's old worker to exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Worker == 0 })
+	require.NoError(t, h.stop())
+	for _, e := range h.seen {
+		if e.Kind == Draining && e.Pid == fresh.Pid {
+			assert.Equal(t, drain.Signal, e.Reason, "the fresh worker is drained only at the stop")
+		}
+	}
+}
+
+// TestAReloadDuringAReplacementReachesThatSlotToo: a replacement spawned
+// before a SIGHUP may run the old binary; it must be replaced in turn.
+func TestAReloadDuringAReplacementReachesThatSlotToo(t *testing.T) {
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	require.NoError(t, syscall.Mkfifo(gate, 0o600))
+	cfg := Config{Workers: 1, WorkerEnv: []string{testWorkerMarkerDir + "=" + dir, testGate + "=" + gate}}
+	h := startCluster(t, cfg, heldSecondOfSlot0)
+	first := h.waitReady(1)[0]
+	h.c.Reload()
+	held := h.waitFor("the replacement", func(e Event) bool { return e.Kind == Started && e.Pid != first })
+	h.c.Reload() // a new binary was deployed meanwhile
+	opened, err := os.OpenFile(gate, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	opened.Close()
+	h.waitFor("the first worker's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == first })
+	third := h.waitFor("a third worker", func(e Event) bool { return e.Kind == Started && e.Pid != first && e.Pid != held.Pid })
+	assert.Equal(t, drain.Reload, third.Reason)
+	exited := h.waitFor("the held replacement's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == held.Pid })
+	assert.Equal(t, drain.Reload, exited.Reason)
+}
+
+func TestStatusIsNilWhenTheMasterIsNotRunning(t *testing.T) {
+	c, err := New(Config{Workers: 1, Listeners: []net.Listener{freeListener(t)}})
+	require.NoError(t, err)
+	assert.Nil(t, c.Status())
+}

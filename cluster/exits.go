@@ -50,6 +50,8 @@ func (m *master) onExit(p *proc, err error) {
 		m.noteCrash(s, p.started)
 	case s.current == p:
 		s.current = nil
+		s.queued = 0 // its replacement, if queued, is moot: a respawn follows
+		m.queue = slices.DeleteFunc(m.queue, func(q *slot) bool { return q == s })
 		m.accident(s, p.started, false, 0)
 	}
 }
@@ -117,7 +119,7 @@ func (m *master) onRetry(s *slot) {
 }
 
 func (m *master) onReadyTimeout(p *proc) {
-	if _, alive := m.procs[p.pid]; !alive || p.state != StateStarting {
+	if !m.alive(p) || p.state != StateStarting {
 		return
 	}
 	err := fmt.Errorf("not ready within ReadyTimeout %v", m.cfg.ReadyTimeout)

@@ -12,12 +12,19 @@ import (
 // socketPair returns the master's end as a connection and the worker's end
 // as a file for exec.Cmd.ExtraFiles.
 func socketPair() (net.Conn, *os.File, error) {
+	// Under ForkLock, so that no process started elsewhere in the program
+	// inherits a worker's control socket before it is close-on-exec (the
+	// worker would then never see the end of it when the master dies).
+	syscall.ForkLock.RLock()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: socketpair: %w", err)
 	}
-	syscall.CloseOnExec(fds[0])
-	syscall.CloseOnExec(fds[1])
 	masterFile := os.NewFile(uintptr(fds[0]), "memdrain-master")
 	workerFile := os.NewFile(uintptr(fds[1]), "memdrain-worker")
 	conn, err := net.FileConn(masterFile)

@@ -27,7 +27,6 @@ type master struct {
 	spawner   *spawner
 	events    chan any
 	done      chan struct{} // closed when the loop has returned
-	publish   func([]WorkerStatus)
 
 	slots      []*slot
 	procs      map[int]*proc // by pid, every live worker process
@@ -36,6 +35,7 @@ type master struct {
 	crashes    []time.Time   // accidental exits within the crash window
 	readyTime  time.Duration // smoothed spawn-to-ready time, the Meter's lead
 	stopping   bool
+	reloads    int // SIGHUPs so far: a process spawned before the last must go
 	giveUpErr  error
 	sampleNext *time.Timer
 }
@@ -74,7 +74,8 @@ type proc struct {
 	memory    uint64
 	inFlight  int
 	served    uint64
-	retireAt  time.Time // MaxAge plus jitter; zero when off
+	retireAt  time.Time // MaxAge plus jitter; zero when off, or once acted on
+	reloads   int       // master.reloads when it was spawned
 	readyWait *time.Timer
 	killWait  *time.Timer
 }
@@ -95,7 +96,12 @@ type (
 	evSample       struct{}
 	evStop         struct{ hard bool }
 	evReload       struct{}
+	evStatus       struct{ reply chan []WorkerStatus }
 )
+
+// alive reports whether p is still running. It compares the process, not
+// only the pid: a late timer must not act on a new process that reuses it.
+func (m *master) alive(p *proc) bool { return m.procs[p.pid] == p }
 
 // post hands an event to the loop, or drops it once the loop has returned
 // (a timer firing late), so no goroutine is left blocked.
@@ -128,7 +134,7 @@ func (m *master) loop() error {
 		case evReadyTimeout:
 			m.onReadyTimeout(ev.p)
 		case evKillTimeout:
-			if _, alive := m.procs[ev.p.pid]; alive {
+			if m.alive(ev.p) {
 				m.emit(Event{Kind: Killed, Worker: ev.p.slot.id, Pid: ev.p.pid, Err: errors.New("drain outlived DrainTimeout + KillGrace")})
 				ev.p.cmd.Process.Kill()
 			}
@@ -144,15 +150,16 @@ func (m *master) loop() error {
 			m.shutdown(nil)
 		case evReload:
 			m.reload()
+		case evStatus:
+			ev.reply <- m.status()
 		}
 		m.pump()
 		m.scheduleSample()
-		m.publishStatus()
 	}
 }
 
 func (m *master) onMessage(p *proc, msg message) {
-	if _, alive := m.procs[p.pid]; !alive {
+	if !m.alive(p) {
 		return
 	}
 	switch msg.Type {
@@ -202,10 +209,10 @@ func (m *master) emit(e Event) {
 	}
 }
 
-func (m *master) publishStatus() {
-	if m.publish == nil {
-		return
-	}
+// status returns a snapshot of every worker process. It is built when asked
+// for, not after every decision: with 64 workers that would cost the loop
+// more than all its memory samples.
+func (m *master) status() []WorkerStatus {
 	status := make([]WorkerStatus, 0, len(m.procs))
 	for _, p := range m.procs {
 		status = append(status, WorkerStatus{
@@ -219,5 +226,5 @@ func (m *master) publishStatus() {
 		}
 		return a.Started.Compare(b.Started)
 	})
-	m.publish(status)
+	return status
 }

@@ -34,6 +34,11 @@ func (m *master) onReady(p *proc) {
 			m.drainProc(old, p.reason)
 		} // else the old one died while this one started; its exit settled the count
 	}
+	if p.reloads < m.reloads {
+		// Spawned before the last reload, from what may be the old binary:
+		// replace it in turn.
+		m.enqueue(p, drain.Reload)
+	}
 }
 
 func smooth(avg, sample time.Duration) time.Duration {
@@ -84,8 +89,8 @@ func (m *master) pump() {
 		reason := s.queued
 		s.queued = 0
 		old := s.current
-		if old == nil || old.state != StateServing || s.next != nil {
-			continue
+		if reason == 0 || old == nil || old.state != StateServing || s.next != nil {
+			continue // stale: the slot's worker changed since it was queued
 		}
 		m.replacing++
 		m.log.Info("replacing worker", "worker", s.id, "pid", old.pid, "reason", reason.String(), "memory", old.memory)
@@ -94,6 +99,7 @@ func (m *master) pump() {
 }
 
 func (m *master) reload() {
+	m.reloads++
 	m.log.Info("reload: replacing every worker, one at a time")
 	for _, s := range m.slots {
 		if s.current != nil {

@@ -101,7 +101,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		conn.Close()
 		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
 	}
-	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateStarting, started: time.Now()}
+	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateStarting, started: time.Now(), reloads: m.reloads}
 	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
 	if m.cfg.MaxAge > 0 {
 		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))

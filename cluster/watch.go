@@ -13,6 +13,9 @@ func (m *master) sample() {
 	now := time.Now()
 	for _, p := range m.procs {
 		if p.state == StateServing && !p.retireAt.IsZero() && !now.Before(p.retireAt) {
+			// Acted on once: if the slot is busy (a replacement is queued
+			// or under way), that replacement retires this worker anyway.
+			p.retireAt = time.Time{}
 			m.enqueue(p, drain.Age)
 		}
 		if p.state == StateStarting || now.Before(p.sampleAt) {
@@ -98,7 +101,12 @@ func (m *master) checkBudget() {
 // scheduleSample arms the loop's timer for the next sample or retirement
 // that is due.
 func (m *master) scheduleSample() {
-	next := time.Now().Add(m.cfg.CheckInterval)
+	m.sampleNext.Reset(max(time.Until(m.nextWake(time.Now())), 0))
+}
+
+// nextWake returns when the next sample or retirement is due.
+func (m *master) nextWake(now time.Time) time.Time {
+	next := now.Add(m.cfg.CheckInterval)
 	for _, p := range m.procs {
 		if p.state == StateStarting {
 			continue
@@ -110,5 +118,5 @@ func (m *master) scheduleSample() {
 			next = p.retireAt
 		}
 	}
-	m.sampleNext.Reset(max(time.Until(next), 0))
+	return next
 }

@@ -75,6 +75,9 @@ type Worker struct {
 // Serve calls it once it accepts connections (after any warm-up). Calls
 // after the first do nothing.
 func (w *Worker) Ready() {
+	if w.Controller.IsDraining() {
+		return // told to stop before it served: ready would drain the worker it replaces
+	}
 	w.readyOnce.Do(func() {
 		if err := w.ctrl.send(message{Type: msgReady}); err != nil {
 			w.Logger.Warn("telling the master ready failed", "err", err)
