@@ -53,7 +53,7 @@ func plotRSS(path string, r *recycleResult) error {
 	byPid := map[int]plotter.XYs{}
 	slotOf := map[int]int{}
 	for _, smp := range s.samples {
-		if smp.T.Before(s.start) {
+		if smp.T.Before(s.start) || smp.RSS == 0 { // zero: the process was exiting
 			continue
 		}
 		byPid[smp.Pid] = append(byPid[smp.Pid], plotter.XY{X: smp.T.Sub(s.start).Seconds(), Y: mib(smp.RSS)})
@@ -159,6 +159,9 @@ func plotThroughput(path string, runs []*recycleResult) error {
 	}
 	pl.Y.Min = 0
 	pl.Y.Max = top * 1.1
+	// Between the curves near the top and the recycle marks at the bottom.
 	pl.Legend.Top = false
+	pl.Legend.Left = true
+	pl.Legend.YOffs = plotHeight / 4
 	return pl.Save(plotWidth, plotHeight, path)
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -820,4 +821,21 @@ func TestStatusIsNilWhenTheMasterIsNotRunning(t *testing.T) {
 	c, err := New(Config{Workers: 1, Listeners: []net.Listener{freeListener(t)}})
 	require.NoError(t, err)
 	assert.Nil(t, c.Status())
+}
+
+// TestTheSoftLimitIsLiftedOnceTheLiveHeapReachesIt: real growth past the
+// soft limit makes the worker lift it, rather than collect in vain until
+// it is recycled.
+func TestTheSoftLimitIsLiftedOnceTheLiveHeapReachesIt(t *testing.T) {
+	never := drain.SamplerFunc(func(int) (uint64, error) { return 1, nil }) // keep the worker: this test watches its soft limit
+	h := startCluster(t, Config{Workers: 1, MaxMemory: 100 << 20, Sampler: never}, behaveNormally)
+	h.waitReady(1)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	require.Equal(t, strconv.Itoa(90<<20), body(t, client, h.url+"/memlimit"))
+	body(t, client, h.url+"/work?leak=40960") // 40 MiB live: under the soft limit
+	assert.Equal(t, strconv.Itoa(90<<20), body(t, client, h.url+"/memlimit"), "garbage room left: the limit stays")
+	body(t, client, h.url+"/work?leak=51200") // 90 MiB live: at the soft limit
+	require.Eventually(t, func() bool {
+		return body(t, client, h.url+"/memlimit") == strconv.FormatInt(math.MaxInt64, 10)
+	}, waitLimit, 20*time.Millisecond, "lifted")
 }

@@ -48,8 +48,11 @@ type Config struct {
 	// SoftLimitRatio sets each worker's Go soft memory limit
 	// (debug.SetMemoryLimit) to this fraction of MaxMemory, so garbage is
 	// collected before a recycle is triggered and only real growth recycles
-	// a worker. It is skipped when GOMEMLIMIT is set. MEMDRAIN_SOFT_LIMIT:
-	// a fraction in (0, 1], or "off". Default: 0.9. Negative: off.
+	// a worker. Once the live heap reaches 95 % of the soft limit, the growth
+	// is real and the limit is lifted, so the collector does not run in
+	// vain for the rest of the worker's life. It is skipped when GOMEMLIMIT
+	// is set. MEMDRAIN_SOFT_LIMIT: a fraction in (0, 1], or "off".
+	// Default: 0.9. Negative: off.
 	SoftLimitRatio float64
 
 	// MaxRequests recycles a worker after it served this many requests,

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -148,10 +147,8 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		}
 		listeners = append(listeners, ln)
 	}
-	if spec.SoftLimit > 0 {
-		if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-			debug.SetMemoryLimit(spec.SoftLimit)
-		}
+	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
+		defer softLimit(spec.SoftLimit)()
 	}
 	c, err := drain.New(drain.Config{Timeout: spec.DrainTimeout, Logger: log})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/memdrain/memdrain/cluster"
@@ -38,10 +37,8 @@ func baselineConfig(cfg cluster.Config) cluster.Config {
 // (then the worker returns, and the program exits 0) or when the master
 // asks it to drain (on stop).
 func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, events *jsonLines) error {
-	// The same Go soft memory limit the master gives memdrain's workers.
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		debug.SetMemoryLimit(int64(float64(limit) * 0.9))
-	}
+	// No Go soft memory limit: the usual approach has none. (memdrain's
+	// workers have one only until their live heap shows the growth is real.)
 	srv := &http.Server{Handler: leaky.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, len(w.Listeners))
 	for _, ln := range w.Listeners {
