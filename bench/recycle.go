@@ -64,6 +64,7 @@ func ratios(m, b *recycleResult) map[string]float64 {
 	add("p99_ms_around_recycles", m.AroundRecycles.P99Ms, b.AroundRecycles.P99Ms)
 	add("throughput_steady_rps", m.ThroughputSteadyRPS, b.ThroughputSteadyRPS)
 	add("throughput_min_rps", m.ThroughputMinRPS, b.ThroughputMinRPS)
+	add("throughput_min_away_rps", m.ThroughputMinAwayRPS, b.ThroughputMinAwayRPS)
 	add("max_rss_bytes", float64(m.MaxRSSBytes), float64(b.MaxRSSBytes))
 	add("over_limit_to_replacement_ready_p50_ms", m.OverLimitToReadyMs.P50Ms, b.OverLimitToReadyMs.P50Ms)
 	return out
@@ -109,6 +110,9 @@ func (p *recyclePart) print(w io.Writer) {
 	each("throughput steady (median 100 ms)", func(r *recycleResult) string { return fmt.Sprintf("%.0f/s", r.ThroughputSteadyRPS) })
 	each("  lowest within 1 s of a recycle", func(r *recycleResult) string {
 		return fmt.Sprintf("%.0f/s (%.0f%%)", r.ThroughputMinRPS, pct(r.ThroughputMinRPS, r.ThroughputSteadyRPS))
+	})
+	each("  lowest farther from every recycle", func(r *recycleResult) string {
+		return fmt.Sprintf("%.0f/s (%.0f%%)", r.ThroughputMinAwayRPS, pct(r.ThroughputMinAwayRPS, r.ThroughputSteadyRPS))
 	})
 	each("highest worker RSS", func(r *recycleResult) string {
 		return fmt.Sprintf("%s (%.2f× the limit)", drain.FormatSize(r.MaxRSSBytes), r.MaxRSSRatio)

@@ -35,8 +35,8 @@ type recycleResult struct {
 	ThroughputSteadyRPS float64 `json:"throughput_steady_rps"`
 	// ThroughputMinRPS is the lowest 100 ms bucket within a second of a
 	// recycle (of the whole run if there was none).
-	ThroughputMinRPS    float64 `json:"throughput_min_rps"`
-	ThroughputMinAllRPS float64 `json:"throughput_min_anywhere_rps"`
+	ThroughputMinRPS     float64 `json:"throughput_min_rps"`
+	ThroughputMinAwayRPS float64 `json:"throughput_min_away_rps"` // the noise floor: the lowest bucket far from any recycle
 
 	MaxRSSBytes  uint64       `json:"max_rss_bytes"`
 	LimitBytes   uint64       `json:"limit_bytes"`
@@ -130,7 +130,7 @@ func analyze(rec *record) recycleResult {
 
 	n := int(rec.end.Sub(rec.start) / bucketWidth)
 	counts := buckets(ends, rec.start, bucketWidth, n)
-	r.ThroughputSteadyRPS, r.ThroughputMinRPS, r.ThroughputMinAllRPS = throughput(counts, rec.start, recycles)
+	r.ThroughputSteadyRPS, r.ThroughputMinRPS, r.ThroughputMinAwayRPS = throughput(counts, rec.start, recycles)
 
 	perSlot := map[int]workerPeak{}
 	for _, p := range rec.peaks {
@@ -159,29 +159,29 @@ func analyze(rec *record) recycleResult {
 }
 
 // throughput returns, in requests per second, the median bucket after the
-// warm-up (steady), the lowest bucket within aroundWin of a recycle (the
-// lowest of all if there was no recycle), and the lowest of all, from the
-// counts of bucketWidth buckets starting at start.
-func throughput(counts []int, start time.Time, recycles []time.Time) (steady, aroundMin, allMin float64) {
+// warm-up (steady), the lowest bucket within aroundWin of a recycle, and
+// the lowest bucket farther than that from every recycle: the noise floor
+// that the lowest near a recycle must be read against. With no recycle,
+// every bucket is away; with recycles everywhere, none is (then away is 0).
+func throughput(counts []int, start time.Time, recycles []time.Time) (steady, aroundMin, awayMin float64) {
 	skip := min(int(warmup/bucketWidth), len(counts))
 	counts = counts[skip:]
 	if len(counts) == 0 {
 		return 0, 0, 0
 	}
 	perSecond := float64(time.Second / bucketWidth)
-	lowAll, lowAround := counts[0], -1
+	lowAround, lowAway := -1, -1
 	for i, c := range counts {
-		lowAll = min(lowAll, c)
-		from := start.Add(time.Duration(skip+i) * bucketWidth)
-		mid := from.Add(bucketWidth / 2)
-		if near(mid, recycles, aroundWin+bucketWidth/2) && (lowAround < 0 || c < lowAround) {
-			lowAround = c
+		mid := start.Add(time.Duration(skip+i)*bucketWidth + bucketWidth/2)
+		low := &lowAway
+		if near(mid, recycles, aroundWin+bucketWidth/2) {
+			low = &lowAround
+		}
+		if *low < 0 || c < *low {
+			*low = c
 		}
 	}
-	if lowAround < 0 {
-		lowAround = lowAll
-	}
-	return float64(median(counts)) * perSecond, float64(lowAround) * perSecond, float64(lowAll) * perSecond
+	return float64(median(counts)) * perSecond, float64(max(lowAround, 0)) * perSecond, float64(max(lowAway, 0)) * perSecond
 }
 
 // handOvers returns, for every worker that went over its memory limit

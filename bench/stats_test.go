@@ -80,3 +80,20 @@ func TestNear(t *testing.T) {
 		}
 	}
 }
+
+func TestThroughputSeparatesTheBucketsNearARecycleFromTheRest(t *testing.T) {
+	start := time.Unix(0, 0)
+	counts := make([]int, int(warmup/bucketWidth)+40) // 4 s after the warm-up
+	for i := range counts {
+		counts[i] = 150
+	}
+	w := int(warmup / bucketWidth)
+	counts[w+5] = 100  // 0.5 s in: far from the recycle at 3 s
+	counts[w+30] = 120 // at the recycle
+	recycle := start.Add(warmup + 3*time.Second)
+	steady, around, away := throughput(counts, start, []time.Time{recycle})
+	perSecond := float64(time.Second / bucketWidth)
+	if steady != 150*perSecond || around != 120*perSecond || away != 100*perSecond {
+		t.Errorf("steady, around, away = %v, %v, %v; want %v, %v, %v", steady, around, away, 150*perSecond, 120*perSecond, 100*perSecond)
+	}
+}
