@@ -49,8 +49,8 @@ type Config struct {
 	// (debug.SetMemoryLimit) to this fraction of MaxMemory, so garbage is
 	// collected before a recycle is triggered and only real growth recycles
 	// a worker. Once the live heap reaches 95 % of the soft limit, the growth
-	// is real and the limit is lifted, so the collector does not run in
-	// vain for the rest of the worker's life. It is skipped when GOMEMLIMIT
+	// is real, and the soft limit rises to MaxMemory, so the collector does
+	// not run in vain until the recycle. It is skipped when GOMEMLIMIT
 	// is set. MEMDRAIN_SOFT_LIMIT: a fraction in (0, 1], or "off".
 	// Default: 0.9. Negative: off.
 	SoftLimitRatio float64

@@ -87,6 +87,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 	}
 	if m.cfg.MaxMemory > 0 && m.cfg.SoftLimitRatio > 0 {
 		spec.SoftLimit = int64(float64(m.cfg.MaxMemory) * m.cfg.SoftLimitRatio)
+		spec.MaxMemory = int64(m.cfg.MaxMemory)
 	}
 	if m.cfg.MaxRequests > 0 {
 		spec.MaxRequests = uint64(m.cfg.MaxRequests) + uint64(jitter(int64(m.cfg.MaxRequestsJitter)))

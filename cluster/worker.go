@@ -35,6 +35,7 @@ type workerSpec struct {
 	Addrs         []string      `json:"addrs"`
 	DrainTimeout  time.Duration `json:"drain_timeout"`
 	SoftLimit     int64         `json:"soft_limit,omitempty"`   // bytes; 0 leaves the Go default
+	MaxMemory     int64         `json:"max_memory,omitempty"`   // the recycle limit, where the soft limit rises to
 	MaxRequests   uint64        `json:"max_requests,omitempty"` // this worker's quota, jitter included
 	StatsInterval time.Duration `json:"stats_interval"`
 }
@@ -148,7 +149,7 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		listeners = append(listeners, ln)
 	}
 	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
-		defer softLimit(spec.SoftLimit)()
+		defer softLimit(spec.SoftLimit, spec.MaxMemory)()
 	}
 	c, err := drain.New(drain.Config{Timeout: spec.DrainTimeout, Logger: log})
 	if err != nil {
