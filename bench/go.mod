@@ -6,6 +6,7 @@ replace github.com/memdrain/memdrain => ../
 
 require (
 	github.com/memdrain/memdrain v0.0.0-00010101000000-000000000000
+	go.uber.org/goleak v1.3.0
 	gonum.org/v1/plot v0.16.0
 )
 

@@ -838,3 +838,15 @@ func TestTheSoftLimitRisesOnceTheLiveHeapReachesIt(t *testing.T) {
 		return body(t, client, h.url+"/memlimit") == strconv.Itoa(100<<20)
 	}, waitLimit, 20*time.Millisecond, "raised to MaxMemory")
 }
+
+// TestARecycleAskedForBeforeReadyIsKept: a worker may ask to be recycled
+// while it warms up; the master keeps the request until the worker is
+// ready, rather than drop it.
+func TestARecycleAskedForBeforeReadyIsKept(t *testing.T) {
+	cfg := Config{Workers: 1, WorkerEnv: []string{testWorkerMarkerDir + "=" + t.TempDir()}}
+	h := startCluster(t, cfg, asksBeforeReady)
+	first := h.waitReady(1)[0]
+	exited := h.waitFor("the recycle", func(e Event) bool { return e.Kind == ExitedPlanned })
+	assert.Equal(t, first, exited.Pid)
+	assert.Equal(t, drain.Manual, exited.Reason)
+}

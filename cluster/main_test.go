@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/leaky"
 	"go.uber.org/goleak"
 )
@@ -43,6 +44,7 @@ const (
 	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
 	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
 	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
+	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
@@ -73,6 +75,11 @@ func testWorker(behaviour string) int {
 					return err
 				}
 				gate.Close()
+			}
+		case asksBeforeReady:
+			marker := filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID))
+			if os.Mkdir(marker, 0o755) == nil {
+				w.Recycle(drain.Manual)
 			}
 		case bornOverLimit:
 			retainedAtStart = make([]byte, testWorkerRetainedMiB<<20)

@@ -74,8 +74,9 @@ type proc struct {
 	memory    uint64
 	inFlight  int
 	served    uint64
-	retireAt  time.Time // MaxAge plus jitter; zero when off, or once acted on
-	reloads   int       // master.reloads when it was spawned
+	retireAt  time.Time    // MaxAge plus jitter; zero when off, or once acted on
+	reloads   int          // master.reloads when it was spawned
+	asked     drain.Reason // a recycle the worker asked for before it was ready
 	readyWait *time.Timer
 	killWait  *time.Timer
 }
@@ -171,7 +172,11 @@ func (m *master) onMessage(p *proc, msg message) {
 			reason = drain.Manual
 		}
 		m.log.Info("worker asked to be recycled", "worker", p.slot.id, "pid", p.pid, "reason", reason.String())
-		m.enqueue(p, reason)
+		if p.state == StateStarting {
+			p.asked = reason // queued once it is ready: it cannot be replaced before
+		} else {
+			m.enqueue(p, reason)
+		}
 	case msgStats:
 		p.inFlight, p.served = msg.InFlight, msg.Served
 	}

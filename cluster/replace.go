@@ -34,7 +34,10 @@ func (m *master) onReady(p *proc) {
 			m.drainProc(old, p.reason)
 		} // else the old one died while this one started; its exit settled the count
 	}
-	if p.reloads < m.reloads {
+	switch {
+	case p.asked != 0:
+		m.enqueue(p, p.asked)
+	case p.reloads < m.reloads:
 		// Spawned before the last reload, from what may be the old binary:
 		// replace it in turn.
 		m.enqueue(p, drain.Reload)
