@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/memdrain/memdrain/cluster"
 )
 
 // event is one JSON line of the example's -events-json output: a
@@ -14,27 +16,16 @@ import (
 // (Source "worker"), or a status snapshot (Kind "status"). The field names
 // are those of example/events.go.
 type event struct {
-	Time       time.Time      `json:"t"`
-	Kind       string         `json:"kind"`
-	Source     string         `json:"source"`
-	Worker     int            `json:"worker"`
-	Pid        int            `json:"pid"`
-	Reason     string         `json:"reason"`
-	Memory     uint64         `json:"memory"`
-	DurationNS int64          `json:"duration_ns"`
-	Err        string         `json:"err"`
-	Workers    []workerStatus `json:"workers"`
-}
-
-// workerStatus is one worker in a status snapshot.
-type workerStatus struct {
-	Worker   int    `json:"worker"`
-	Pid      int    `json:"pid"`
-	State    string `json:"state"`
-	Memory   uint64 `json:"memory"`
-	InFlight int    `json:"in_flight"`
-	Served   uint64 `json:"served"`
-	Restarts int    `json:"restarts"`
+	Time       time.Time              `json:"t"`
+	Kind       string                 `json:"kind"`
+	Source     string                 `json:"source"`
+	Worker     int                    `json:"worker"`
+	Pid        int                    `json:"pid"`
+	Reason     string                 `json:"reason"`
+	Memory     uint64                 `json:"memory"`
+	DurationNS int64                  `json:"duration_ns"`
+	Err        string                 `json:"err"`
+	Workers    []cluster.WorkerStatus `json:"workers"`
 }
 
 // The event kinds the harness acts on (cluster.EventKind's names, and the

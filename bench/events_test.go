@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/memdrain/memdrain/cluster"
 )
 
 func TestParseEvent(t *testing.T) {
@@ -22,7 +24,7 @@ func TestParseStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(e.Workers) != 2 || e.Workers[1].Pid != 11 || e.Workers[1].State != "draining" || e.Workers[1].Restarts != 2 || e.Workers[0].InFlight != 3 {
+	if len(e.Workers) != 2 || e.Workers[1].Pid != 11 || e.Workers[1].State != cluster.StateDraining || e.Workers[1].Restarts != 2 || e.Workers[0].InFlight != 3 {
 		t.Errorf("parsed %+v", e.Workers)
 	}
 }

@@ -99,14 +99,29 @@ func (s WorkerState) String() string {
 	return fmt.Sprintf("WorkerState(%d)", uint8(s))
 }
 
-// WorkerStatus is a snapshot of one worker process.
+// MarshalText encodes s as its name, so a WorkerStatus reads well as JSON.
+func (s WorkerState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText decodes a name produced by MarshalText.
+func (s *WorkerState) UnmarshalText(text []byte) error {
+	for i, name := range stateNames {
+		if name != "" && name == string(text) {
+			*s = WorkerState(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("cluster: unknown worker state %q; accepted: starting, serving, draining", text)
+}
+
+// WorkerStatus is a snapshot of one worker process. Its JSON form is what
+// the example prints with -events-json and the benchmark harness reads.
 type WorkerStatus struct {
-	Worker   int // the slot
-	Pid      int
-	State    WorkerState
-	Memory   uint64 // the last memory sample, in bytes
-	InFlight int    // as last reported by the worker
-	Served   uint64 // requests served, as last reported by the worker
-	Started  time.Time
-	Restarts int // accidental exits in this slot so far
+	Worker   int         `json:"worker"` // the slot
+	Pid      int         `json:"pid"`
+	State    WorkerState `json:"state"`
+	Memory   uint64      `json:"memory"`    // the last memory sample, in bytes
+	InFlight int         `json:"in_flight"` // as last reported by the worker
+	Served   uint64      `json:"served"`    // requests served, as last reported by the worker
+	Started  time.Time   `json:"started"`
+	Restarts int         `json:"restarts"` // accidental exits in this slot so far
 }

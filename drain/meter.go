@@ -6,6 +6,11 @@ import "time"
 // samples.
 const MinCheckInterval = 10 * time.Millisecond
 
+// fullIntervalHeadroom is the headroom, as a share of the limit, below
+// which a Meter shortens its longest wait in proportion: at 10 % of the
+// limit left it waits at most 0.4 Interval.
+const fullIntervalHeadroom = 0.25
+
 // A Meter decides, one memory sample at a time, whether a process has passed
 // its limit and how long to wait before the next sample.
 //
@@ -15,7 +20,10 @@ const MinCheckInterval = 10 * time.Millisecond
 // time the process needs to reach its limit at that rate, never less than
 // MinCheckInterval and never more than Interval. Far from the limit it
 // samples at Interval; approaching it, the waits shrink geometrically, so a
-// crossing is seen within about MinCheckInterval.
+// crossing is seen within about MinCheckInterval. Within the last quarter
+// of the limit the wait is also capped by the headroom alone, because a
+// process can stand still just below its limit (its Go soft limit holding
+// it) and then resume growing.
 //
 // The zero Meter never reports a process over its limit. A Meter is not safe
 // for concurrent use.
@@ -64,16 +72,19 @@ func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Durat
 		return true, min(MinCheckInterval, interval)
 	case m.over > 0: // confirm a crossing quickly
 		return false, min(MinCheckInterval, interval)
-	case m.rate <= 0:
-		return false, interval
 	}
-	// Half the time to the limit, compared in seconds: a slow rate makes
-	// the time too long for a time.Duration.
-	half := (float64(m.Limit) - projected) / m.rate / 2
-	if half >= interval.Seconds() {
-		return false, interval
+	// Close to the limit, the headroom alone caps the wait, whatever the
+	// rate says. A rate measured on a plateau (the garbage collector
+	// holding the heap at a soft limit just below) says "no growth" right
+	// before the growth resumes.
+	headroom := (float64(m.Limit) - projected) / float64(m.Limit)
+	wait := interval.Seconds() * min(1, headroom/fullIntervalHeadroom)
+	if m.rate > 0 {
+		// Half the time to the limit at the current rate, in seconds: a
+		// slow rate makes the time too long for a time.Duration.
+		wait = min(wait, (float64(m.Limit)-projected)/m.rate/2)
 	}
-	return false, max(time.Duration(half*float64(time.Second)), MinCheckInterval)
+	return false, max(time.Duration(wait*float64(time.Second)), MinCheckInterval)
 }
 
 // Rate returns the smoothed growth rate in bytes per second, zero when the

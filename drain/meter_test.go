@@ -123,3 +123,23 @@ func TestMeterReactsAtOnceWhenALeakStarts(t *testing.T) {
 	assert.InDelta(t, 20e6, m.Rate(), 1e6)
 	assert.Less(t, next, 600*time.Millisecond, "half the ~1 s left to the limit")
 }
+
+// TestMeterDoesNotTrustAPlateauCloseToTheLimit: a worker held flat just
+// below its limit (by its Go soft limit) must still be sampled often, for
+// its growth resumes the moment the soft limit gives.
+func TestMeterDoesNotTrustAPlateauCloseToTheLimit(t *testing.T) {
+	m := Meter{Limit: 100 << 20, Interval: time.Second}
+	now := time.Unix(0, 0)
+	m.Observe(now, 50<<20)
+	now = now.Add(time.Second)
+	m.Observe(now, 90<<20) // fast growth...
+	var next time.Duration
+	for range 20 { // ...then a plateau at 90 %
+		now = now.Add(time.Second)
+		_, next = m.Observe(now, 90<<20)
+	}
+	assert.LessOrEqual(t, next, 400*time.Millisecond, "10 %% headroom caps the wait at 0.4 Interval")
+	assert.GreaterOrEqual(t, next, MinCheckInterval)
+	_, far := m.Observe(now, 50<<20)
+	assert.Equal(t, time.Second, far, "with half the limit left, the full interval")
+}

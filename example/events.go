@@ -15,27 +15,16 @@ import (
 // decision (Source "worker"). The benchmark harness (bench/) parses these
 // lines; keep the field names stable.
 type jsonEvent struct {
-	Time       time.Time    `json:"t"`
-	Kind       string       `json:"kind"`
-	Source     string       `json:"source"` // "master" or "worker"
-	Worker     int          `json:"worker"`
-	Pid        int          `json:"pid,omitempty"`
-	Reason     string       `json:"reason,omitempty"`
-	Memory     uint64       `json:"memory,omitempty"`
-	DurationNS int64        `json:"duration_ns,omitempty"`
-	Err        string       `json:"err,omitempty"`
-	Workers    []jsonStatus `json:"workers,omitempty"` // for Kind "status"
-}
-
-// jsonStatus is one worker in a status snapshot.
-type jsonStatus struct {
-	Worker   int    `json:"worker"`
-	Pid      int    `json:"pid"`
-	State    string `json:"state"`
-	Memory   uint64 `json:"memory"`
-	InFlight int    `json:"in_flight"`
-	Served   uint64 `json:"served"`
-	Restarts int    `json:"restarts"`
+	Time       time.Time              `json:"t"`
+	Kind       string                 `json:"kind"`
+	Source     string                 `json:"source"` // "master" or "worker"
+	Worker     int                    `json:"worker"`
+	Pid        int                    `json:"pid,omitempty"`
+	Reason     string                 `json:"reason,omitempty"`
+	Memory     uint64                 `json:"memory,omitempty"`
+	DurationNS int64                  `json:"duration_ns,omitempty"`
+	Err        string                 `json:"err,omitempty"`
+	Workers    []cluster.WorkerStatus `json:"workers,omitempty"` // for Kind "status"
 }
 
 // jsonLines writes jsonEvents to stdout, one line per write, so that lines
@@ -82,14 +71,6 @@ func (j *jsonLines) statusEvery(ctx context.Context, c *cluster.Cluster, interva
 			return
 		case <-ticker.C:
 		}
-		status := c.Status()
-		out := jsonEvent{Time: time.Now(), Kind: "status", Source: "master", Workers: make([]jsonStatus, 0, len(status))}
-		for _, s := range status {
-			out.Workers = append(out.Workers, jsonStatus{
-				Worker: s.Worker, Pid: s.Pid, State: s.State.String(), Memory: s.Memory,
-				InFlight: s.InFlight, Served: s.Served, Restarts: s.Restarts,
-			})
-		}
-		j.write(out)
+		j.write(jsonEvent{Time: time.Now(), Kind: "status", Source: "master", Workers: c.Status()})
 	}
 }
