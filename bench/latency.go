@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/drainlatency"
 )
 
 // Part 1: drain latency. For a set of requests of random length, the time
@@ -58,7 +55,7 @@ func runLatencyPart(ctx context.Context, cfg latencyConfig, prog *progress) (*la
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			d, err := drainOnce(lengths, memdrain)
+			d, err := drainlatency.Once(lengths, memdrain)
 			if err != nil {
 				return nil, err
 			}
@@ -80,76 +77,6 @@ func runLatencyPart(ctx context.Context, cfg latencyConfig, prog *progress) (*la
 		p.RatioMax = p.Shutdown.MaxMs / p.Memdrain.MaxMs
 	}
 	return p, nil
-}
-
-// drainOnce serves one request per entry of lengths on 127.0.0.1, starts
-// the drain once all have arrived, and returns the time from the last
-// handler's return to the drain's return.
-func drainOnce(lengths []time.Duration, memdrain bool) (time.Duration, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	var mu sync.Mutex
-	var last time.Time
-	var arrived sync.WaitGroup
-	arrived.Add(len(lengths))
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived.Done()
-		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
-		time.Sleep(d) // the request's work
-		w.Write([]byte("ok"))
-		mu.Lock()
-		last = time.Now()
-		mu.Unlock()
-	})
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	c, err := drain.New(drain.Config{Timeout: time.Minute, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		ln.Close()
-		return 0, err
-	}
-	returned := make(chan time.Time, 1)
-	if memdrain {
-		go func() {
-			drain.Serve(srv, c, ln)
-			returned <- time.Now()
-		}()
-	} else {
-		go srv.Serve(ln)
-	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Minute}
-	var clients sync.WaitGroup
-	failed := make(chan error, len(lengths))
-	for _, d := range lengths {
-		clients.Add(1)
-		go func() {
-			defer clients.Done()
-			resp, err := client.Get("http://" + ln.Addr().String() + "/?d=" + d.String())
-			if err != nil {
-				failed <- err
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}()
-	}
-	arrived.Wait()
-	if memdrain {
-		c.Start(drain.Manual)
-	} else {
-		srv.Shutdown(context.Background())
-		returned <- time.Now()
-	}
-	end := <-returned
-	clients.Wait()
-	close(failed)
-	if err := <-failed; err != nil {
-		return 0, fmt.Errorf("a request failed during the drain: %w", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return end.Sub(last), nil
 }
 
 func (p *latencyPart) print(w io.Writer) {

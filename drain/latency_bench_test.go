@@ -1,14 +1,12 @@
-package drain
+package drain_test
 
 import (
-	"context"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"slices"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/memdrain/memdrain/internal/drainlatency"
 )
 
 // BenchmarkDrainLatency measures, for a set of requests of random length
@@ -28,8 +26,17 @@ func BenchmarkDrainLatency(b *testing.B) {
 		for i := range lengths {
 			lengths[i] = time.Duration(rng.Int64N(int64(longest)))
 		}
-		ours = append(ours, drainOnce(b, lengths, true))
-		theirs = append(theirs, drainOnce(b, lengths, false))
+		for _, memdrain := range []bool{true, false} {
+			d, err := drainlatency.Once(lengths, memdrain)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if memdrain {
+				ours = append(ours, d)
+			} else {
+				theirs = append(theirs, d)
+			}
+		}
 	}
 	report := func(name string, d []time.Duration) {
 		slices.Sort(d)
@@ -47,62 +54,4 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(int(p*float64(len(sorted))), len(sorted)-1)]
-}
-
-// drainOnce serves one request per entry of lengths, starts the drain once
-// all have arrived, and returns the time from the last handler's return to
-// the drain's return.
-func drainOnce(b *testing.B, lengths []time.Duration, memdrain bool) time.Duration {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var mu sync.Mutex
-	var last time.Time
-	var arrived sync.WaitGroup
-	arrived.Add(len(lengths))
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived.Done()
-		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
-		time.Sleep(d) // the request's work
-		w.Write([]byte("ok"))
-		mu.Lock()
-		last = time.Now()
-		mu.Unlock()
-	})
-	srv := &http.Server{Handler: handler}
-	c := newController(b, time.Minute)
-	returned := make(chan time.Time, 1)
-	if memdrain {
-		go func() {
-			Serve(srv, c, ln)
-			returned <- time.Now()
-		}()
-	} else {
-		go srv.Serve(ln)
-	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	var clients sync.WaitGroup
-	for _, d := range lengths {
-		clients.Add(1)
-		go func() {
-			defer clients.Done()
-			resp, err := client.Get("http://" + ln.Addr().String() + "/?d=" + d.String())
-			if err == nil {
-				resp.Body.Close()
-			}
-		}()
-	}
-	arrived.Wait()
-	if memdrain {
-		c.Start(Manual)
-	} else {
-		srv.Shutdown(context.Background())
-		returned <- time.Now()
-	}
-	end := <-returned
-	clients.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	return end.Sub(last)
 }
