@@ -405,6 +405,18 @@ func TestSIGHUPReplacesEveryWorkerOneAtATimeWithoutLosingARequest(t *testing.T) 
 	}
 }
 
+// TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsAConfigProblem: a
+// crossing in the worker's first interval of serving is its start-up (a
+// cache warming), not a leak; replacing it would loop.
+func TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsAConfigProblem(t *testing.T) {
+	cfg := Config{Workers: 1, MaxMemory: 48 << 20, CheckInterval: 2 * time.Second, BackoffMin: time.Minute, BackoffMax: time.Minute, SoftLimitRatio: -1}
+	h := startCluster(t, cfg, growsAfterReady)
+	ready := h.waitKind(Ready)
+	problem := h.waitKind(ConfigProblem)
+	assert.Equal(t, ready.Pid, problem.Pid)
+	assert.Zero(t, h.count(OverLimit), "not treated as a leak")
+}
+
 func TestAWorkerOverTheLimitAtBirthIsBackedOffNotLooped(t *testing.T) {
 	cfg := Config{Workers: 1, MaxMemory: 48 << 20, CheckInterval: 50 * time.Millisecond, BackoffMin: 50 * time.Millisecond, SoftLimitRatio: -1}
 	h := startCluster(t, cfg, bornOverLimit)

@@ -36,8 +36,9 @@ const (
 	// Killed: a draining worker outlived its drain timeout and was killed.
 	Killed
 	// ConfigProblem: a worker passed its memory limit right after it
-	// started; the limit is below what the program needs. Its recycling
-	// is backed off.
+	// started (at one of its first two samples, or within its first check
+	// interval of serving); the limit is below what the program needs. Its
+	// recycling is backed off.
 	ConfigProblem
 	// GiveUp: too many crashes in the crash window; the master stops.
 	GiveUp

@@ -43,6 +43,7 @@ const (
 	ignoreDrain           = "ignore-drain" // ready, then never drain
 	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
 	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
+	growsAfterReady       = "grows-early"  // retain 64 MiB right after it is ready
 	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
 	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
 	testGate              = "TEST_GATE"
@@ -81,11 +82,11 @@ func testWorker(behaviour string) int {
 			if os.Mkdir(marker, 0o755) == nil {
 				w.Recycle(drain.Manual)
 			}
+		case growsAfterReady:
+			w.Ready()
+			go func() { retainedAtStart = touched(testWorkerRetainedMiB << 20) }()
 		case bornOverLimit:
-			retainedAtStart = make([]byte, testWorkerRetainedMiB<<20)
-			for i := 0; i < len(retainedAtStart); i += 4096 {
-				retainedAtStart[i] = 1
-			}
+			retainedAtStart = touched(testWorkerRetainedMiB << 20)
 		}
 		return w.Serve(&http.Server{Handler: testApp(), ErrorLog: nil})
 	})
@@ -94,6 +95,15 @@ func testWorker(behaviour string) int {
 		return 1
 	}
 	return 0
+}
+
+// touched returns n bytes, every page written so it is resident.
+func touched(n int) []byte {
+	b := make([]byte, n)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return b
 }
 
 // testApp is the leaky app plus what the tests ask a worker about itself:

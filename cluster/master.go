@@ -70,7 +70,7 @@ type proc struct {
 	reason    drain.Reason
 	meter     drain.Meter
 	sampleAt  time.Time // when memory is next due to be sampled
-	sampled   bool      // at least one sample was taken
+	samples   int       // memory samples taken so far
 	memory    uint64
 	inFlight  int
 	served    uint64

@@ -29,8 +29,12 @@ func (m *master) sample() {
 			p.sampleAt = now.Add(m.cfg.CheckInterval)
 			continue
 		}
-		first := !p.sampled
-		p.sampled = true
+		// Young: its first two samples (at ready, and one interval later at
+		// most), or within its first interval of serving. A crossing then is
+		// the program's start-up, not a leak, and replacing the worker would
+		// only start another just like it.
+		young := p.samples < 2 || now.Sub(p.readyAt) <= m.cfg.CheckInterval
+		p.samples++
 		p.memory = bytes
 		over, next := p.meter.Observe(now, bytes)
 		if over {
@@ -41,21 +45,22 @@ func (m *master) sample() {
 			continue
 		}
 		switch {
-		case over && first:
+		case over && young:
 			m.bornTooBig(p)
 		case over:
 			if m.enqueue(p, drain.Memory) {
 				m.emit(Event{Kind: OverLimit, Worker: p.slot.id, Pid: p.pid, Reason: drain.Memory, Memory: bytes})
 			}
-		case first:
-			p.slot.tooBig = 0 // born under the limit: the limit fits the program
+		case young:
+			p.slot.tooBig = 0 // started under the limit: the limit fits the program
 		}
 	}
 	m.checkBudget()
 }
 
-// bornTooBig handles a worker that is over the limit at its first sample:
-// replacing it at once would only start another just like it, in a loop.
+// bornTooBig handles a worker that is over the limit while young (see
+// sample): replacing it at once would only start another just like it, in
+// a loop.
 // The replacement is backed off, doubling each time it happens again, and
 // reported as the configuration problem it is.
 func (m *master) bornTooBig(p *proc) {
