@@ -24,28 +24,13 @@ const raiseLimitAt = 0.95
 // replaced anyway. It returns a function that stops the watch.
 func softLimit(limit, recycleAt int64) (stop func()) {
 	debug.SetMemoryLimit(limit)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		ticker := time.NewTicker(100 * time.Millisecond)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ticker.C:
-			}
-			metrics.Read(live)
-			if live[0].Value.Kind() == metrics.KindUint64 && float64(live[0].Value.Uint64()) >= raiseLimitAt*float64(limit) {
-				debug.SetMemoryLimit(recycleAt)
-				return
-			}
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	return every(100*time.Millisecond, func() bool {
+		metrics.Read(live)
+		if live[0].Value.Kind() == metrics.KindUint64 && float64(live[0].Value.Uint64()) >= raiseLimitAt*float64(limit) {
+			debug.SetMemoryLimit(recycleAt)
+			return false
 		}
-	}()
-	return func() {
-		close(done)
-		<-stopped
-	}
+		return true
+	})
 }

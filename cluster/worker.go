@@ -202,18 +202,29 @@ func drainOnSignal(c *drain.Controller) (stop func()) {
 
 // reportStats sends the worker's figures to the master every interval.
 func (w *Worker) reportStats() (stop func()) {
+	return every(w.spec.StatsInterval, func() bool {
+		w.ctrl.send(message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load()})
+		return true
+	})
+}
+
+// every calls tick once an interval in a goroutine of its own, until tick
+// returns false or stop is called; stop returns once the goroutine has.
+func every(interval time.Duration, tick func() (again bool)) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		ticker := time.NewTicker(w.spec.StatsInterval)
+		ticker := time.NewTicker(interval)
 		defer ticker.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-ticker.C:
-				w.ctrl.send(message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load()})
+				if !tick() {
+					return
+				}
 			}
 		}
 	}()
