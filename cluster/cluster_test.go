@@ -690,16 +690,28 @@ func TestHandingASocketToAWorkerKeepsItNonBlocking(t *testing.T) {
 	}
 }
 
+// startHeldCluster runs a cluster whose slot 0's second worker (its first
+// replacement) waits at a FIFO until openGate is called.
+func startHeldCluster(t *testing.T, cfg Config) (h *harness, openGate func()) {
+	t.Helper()
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	require.NoError(t, syscall.Mkfifo(gate, 0o600))
+	cfg.WorkerEnv = append(cfg.WorkerEnv, testWorkerMarkerDir+"="+dir, testGate+"="+gate)
+	h = startCluster(t, cfg, heldSecondOfSlot0)
+	return h, func() {
+		opened, err := os.OpenFile(gate, os.O_WRONLY, 0) // blocks until the held worker opens it
+		require.NoError(t, err)
+		opened.Close()
+	}
+}
+
 // TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice kills a worker
 // while its replacement is starting. The replacement takes its place with
 // no extra respawn, and the count of replacements under way stays right:
 // a later reload still runs one replacement at a time.
 func TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice(t *testing.T) {
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	require.NoError(t, syscall.Mkfifo(gate, 0o600))
-	cfg := Config{Workers: 2, WorkerEnv: []string{testWorkerMarkerDir + "=" + dir, testGate + "=" + gate}}
-	h := startCluster(t, cfg, heldSecondOfSlot0)
+	h, openGate := startHeldCluster(t, Config{Workers: 2})
 	first := h.waitReady(2)
 	status := h.c.Status()
 	require.Len(t, status, 2)
@@ -710,9 +722,7 @@ func TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice(t *testing.T) {
 	require.NoError(t, syscall.Kill(oldOfSlot0, syscall.SIGKILL))
 	crashed := h.waitKind(ExitedAccidental)
 	assert.Equal(t, oldOfSlot0, crashed.Pid)
-	opened, err := os.OpenFile(gate, os.O_WRONLY, 0) // lets the held replacement get ready
-	require.NoError(t, err)
-	opened.Close()
+	openGate() // lets the held replacement get ready
 	h.waitFor("slot 1's reload", func(e Event) bool { return e.Kind == ExitedPlanned && e.Worker == 1 })
 	assert.Zero(t, h.count(Respawn), "the replacement took the dead worker's place")
 
@@ -781,11 +791,7 @@ func TestAnAgedWorkerWaitingForItsReplacementDoesNotSpinTheMaster(t *testing.T) 
 // in the replacement queue whose worker crashes is respawned; the stale
 // queue entry must not replace the fresh worker too.
 func TestACrashedQueuedWorkerIsNotReplacedAgainAfterItsRespawn(t *testing.T) {
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	require.NoError(t, syscall.Mkfifo(gate, 0o600))
-	cfg := Config{Workers: 2, BackoffMin: time.Millisecond, WorkerEnv: []string{testWorkerMarkerDir + "=" + dir, testGate + "=" + gate}}
-	h := startCluster(t, cfg, heldSecondOfSlot0)
+	h, openGate := startHeldCluster(t, Config{Workers: 2, BackoffMin: time.Millisecond})
 	h.waitReady(2)
 	status := h.c.Status()
 	require.Len(t, status, 2)
@@ -794,9 +800,7 @@ func TestACrashedQueuedWorkerIsNotReplacedAgainAfterItsRespawn(t *testing.T) {
 	require.NoError(t, syscall.Kill(status[1].Pid, syscall.SIGKILL))
 	h.waitFor("slot 1's crash", func(e Event) bool { return e.Kind == ExitedAccidental && e.Worker == 1 })
 	fresh := h.waitFor("slot 1's respawn", func(e Event) bool { return e.Kind == Ready && e.Worker == 1 })
-	opened, err := os.OpenFile(gate, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	opened.Close()
+	openGate() // lets the held replacement get ready
 	h.waitFor("slot 0's old worker to exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Worker == 0 })
 	require.NoError(t, h.stop())
 	for _, e := range h.seen {
@@ -809,18 +813,12 @@ func TestACrashedQueuedWorkerIsNotReplacedAgainAfterItsRespawn(t *testing.T) {
 // TestAReloadDuringAReplacementReachesThatSlotToo: a replacement spawned
 // before a SIGHUP may run the old binary; it must be replaced in turn.
 func TestAReloadDuringAReplacementReachesThatSlotToo(t *testing.T) {
-	dir := t.TempDir()
-	gate := filepath.Join(dir, "gate")
-	require.NoError(t, syscall.Mkfifo(gate, 0o600))
-	cfg := Config{Workers: 1, WorkerEnv: []string{testWorkerMarkerDir + "=" + dir, testGate + "=" + gate}}
-	h := startCluster(t, cfg, heldSecondOfSlot0)
+	h, openGate := startHeldCluster(t, Config{Workers: 1})
 	first := h.waitReady(1)[0]
 	h.c.Reload()
 	held := h.waitFor("the replacement", func(e Event) bool { return e.Kind == Started && e.Pid != first })
 	h.c.Reload() // a new binary was deployed meanwhile
-	opened, err := os.OpenFile(gate, os.O_WRONLY, 0)
-	require.NoError(t, err)
-	opened.Close()
+	openGate()   // lets the held replacement get ready
 	h.waitFor("the first worker's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == first })
 	third := h.waitFor("a third worker", func(e Event) bool { return e.Kind == Started && e.Pid != first && e.Pid != held.Pid })
 	assert.Equal(t, drain.Reload, third.Reason)
