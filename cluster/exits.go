@@ -22,9 +22,6 @@ func (m *master) onExit(p *proc, err error) {
 	if p.state == StateDraining {
 		took := time.Since(p.drainAt)
 		m.emit(Event{Kind: ExitedPlanned, Worker: s.id, Pid: p.pid, Reason: p.reason, Duration: took, Err: err})
-		if p.replaced {
-			m.replacing--
-		}
 		return
 	}
 	if err == nil {
@@ -39,14 +36,10 @@ func (m *master) onExit(p *proc, err error) {
 	switch {
 	case s.next == p: // a replacement died before it was ready
 		s.next = nil
-		if p.replaces != nil {
-			m.replacing--
-		}
 		m.accident(s, p.started, true, p.reason)
 	case s.current == p && s.next != nil: // the old one died; its replacement is on the way
 		s.current = nil
-		s.next.replaces = nil
-		m.replacing--
+		s.next.replaces = nil // a plain start now: nothing left to drain
 		m.noteCrash(s, p.started)
 	case s.current == p:
 		s.current = nil

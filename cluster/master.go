@@ -31,7 +31,6 @@ type master struct {
 	slots      []*slot
 	procs      map[int]*proc // by pid, every live worker process
 	queue      []*slot       // slots waiting for a replacement, in order
-	replacing  int           // replacements under way: new process spawned, old not yet exited
 	crashes    []time.Time   // accidental exits within the crash window
 	readyTime  time.Duration // smoothed spawn-to-ready time, the Meter's lead
 	stopping   bool

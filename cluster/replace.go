@@ -32,7 +32,7 @@ func (m *master) onReady(p *proc) {
 		s.current, s.next, p.replaces = p, nil, nil
 		if old != nil {
 			m.drainProc(old, p.reason)
-		} // else the old one died while this one started; its exit settled the count
+		} // else the old one died while this one started: nothing to drain
 	}
 	switch {
 	case p.asked != 0:
@@ -86,7 +86,7 @@ func (m *master) enqueue(p *proc, reason drain.Reason) bool {
 
 // pump starts queued replacements while fewer than MaxReplacements run.
 func (m *master) pump() {
-	for !m.stopping && m.replacing < m.cfg.MaxReplacements && len(m.queue) > 0 {
+	for !m.stopping && m.replacing() < m.cfg.MaxReplacements && len(m.queue) > 0 {
 		s := m.queue[0]
 		m.queue = m.queue[1:]
 		reason := s.queued
@@ -95,10 +95,23 @@ func (m *master) pump() {
 		if reason == 0 || old == nil || old.state != StateServing || s.next != nil {
 			continue // stale: the slot's worker changed since it was queued
 		}
-		m.replacing++
 		m.log.Info("replacing worker", "worker", s.id, "pid", old.pid, "reason", reason.String(), "memory", old.memory)
 		m.spawn(s, old, reason)
 	}
+}
+
+// replacing returns the replacements under way: each is an extra process
+// beside the workers, from the replacement's spawn until the worker it
+// replaces has exited. It is counted from the processes rather than kept by
+// hand, so no path through spawns, crashes and exits can get it wrong.
+func (m *master) replacing() int {
+	n := 0
+	for _, p := range m.procs {
+		if (p.state == StateStarting && p.replaces != nil) || (p.state == StateDraining && p.replaced) {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *master) reload() {

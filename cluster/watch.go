@@ -93,7 +93,7 @@ func (m *master) checkBudget() {
 			largest = p
 		}
 	}
-	if total <= m.cfg.TotalMemory || largest == nil || m.replacing > 0 || len(m.queue) > 0 {
+	if total <= m.cfg.TotalMemory || largest == nil || m.replacing() > 0 || len(m.queue) > 0 {
 		return
 	}
 	m.log.Warn("total memory over budget; replacing the largest worker",
