@@ -7,13 +7,19 @@ import "net/http"
 //
 //   - the count comes back down when next returns, panics, or after it
 //     hijacked the connection and returned;
-//   - while the drain is in progress, every response carries
-//     "Connection: close", so HTTP/1 clients move to another connection and
-//     HTTP/2 connections are sent GOAWAY;
+//   - every response whose header is written after the drain started
+//     carries "Connection: close", whenever its request began, so HTTP/1
+//     clients move to another connection and HTTP/2 connections are sent
+//     GOAWAY;
 //   - once the drain has ended, a request is answered "503 Service
 //     Unavailable" with "Retry-After" and "Connection: close", never reset;
 //   - the request's context carries c (see FromContext and
 //     DrainingFromContext).
+//
+// The ResponseWriter next receives wraps the server's and keeps its
+// optional interfaces (Flusher, Hijacker, io.ReaderFrom, Pusher) and
+// http.ResponseController's methods. A handler must not use it after it
+// returns: it is reused.
 //
 // A nil next serves http.DefaultServeMux, as http.Server does. Handler
 // panics if c is nil, when the handler is built rather than on a request.
@@ -42,13 +48,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.c.Release()
-	if state&flagDraining != 0 {
-		w.Header().Set("Connection", "close")
-	}
 	if !h.servedByServe && FromContext(r.Context()) != h.c {
 		r = r.WithContext(NewContext(r.Context(), h.c))
 	}
-	h.next.ServeHTTP(w, r)
+	cw := wrapWriter(w, h.c)
+	defer releaseWriter(cw)
+	h.next.ServeHTTP(cw, r)
 }
 
 func refuse(w http.ResponseWriter) {

@@ -1,0 +1,120 @@
+package drain
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// closingWriter adds "Connection: close" to a response whose header is
+// written after the drain started, whenever its request began: a client
+// that was answered during the drain must not send its next request to this
+// process. HTTP/1 then closes the connection after the response; HTTP/2
+// turns the header into GOAWAY.
+//
+// It keeps the optional interfaces of the ResponseWriter it wraps (Flusher,
+// Hijacker and io.ReaderFrom for HTTP/1, Pusher for HTTP/2) and unwraps for
+// http.ResponseController. Writers are pooled: a handler must not use its
+// ResponseWriter after it returns, as net/http already requires.
+type closingWriter struct {
+	http.ResponseWriter
+	c      *Controller
+	header bool // the final header was written, or is being written
+}
+
+// mark sets "Connection: close" once, before the final header goes out.
+func (w *closingWriter) mark() {
+	if !w.header {
+		w.header = true
+		if w.c.IsDraining() {
+			w.Header().Set("Connection", "close")
+		}
+	}
+}
+
+func (w *closingWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.mark()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *closingWriter) Write(p []byte) (int, error) {
+	w.mark()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *closingWriter) WriteString(s string) (int, error) {
+	w.mark()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
+func (w *closingWriter) Flush() {
+	w.mark()
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (w *closingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// http1Writer is a closingWriter over net/http's HTTP/1 response.
+type http1Writer struct{ closingWriter }
+
+func (w *http1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.ResponseWriter.(http.Hijacker).Hijack()
+}
+
+func (w *http1Writer) ReadFrom(r io.Reader) (int64, error) {
+	w.mark()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+// http2Writer is a closingWriter over net/http's HTTP/2 response.
+type http2Writer struct{ closingWriter }
+
+func (w *http2Writer) Push(target string, opts *http.PushOptions) error {
+	return w.ResponseWriter.(http.Pusher).Push(target, opts)
+}
+
+var (
+	http1Writers = sync.Pool{New: func() any { return new(http1Writer) }}
+	http2Writers = sync.Pool{New: func() any { return new(http2Writer) }}
+	otherWriters = sync.Pool{New: func() any { return new(closingWriter) }}
+)
+
+// wrapWriter returns w wrapped for c. The wrapper goes back to its pool
+// with releaseWriter once the handler has returned.
+func wrapWriter(w http.ResponseWriter, c *Controller) http.ResponseWriter {
+	switch w.(type) {
+	case http.Hijacker:
+		cw := http1Writers.Get().(*http1Writer)
+		cw.closingWriter = closingWriter{ResponseWriter: w, c: c}
+		return cw
+	case http.Pusher:
+		cw := http2Writers.Get().(*http2Writer)
+		cw.closingWriter = closingWriter{ResponseWriter: w, c: c}
+		return cw
+	}
+	cw := otherWriters.Get().(*closingWriter)
+	*cw = closingWriter{ResponseWriter: w, c: c}
+	return cw
+}
+
+func releaseWriter(w http.ResponseWriter) {
+	switch cw := w.(type) {
+	case *http1Writer:
+		cw.closingWriter = closingWriter{}
+		http1Writers.Put(cw)
+	case *http2Writer:
+		cw.closingWriter = closingWriter{}
+		http2Writers.Put(cw)
+	case *closingWriter:
+		*cw = closingWriter{}
+		otherWriters.Put(cw)
+	}
+}
