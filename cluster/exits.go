@@ -14,6 +14,7 @@ import (
 
 func (m *master) onExit(p *proc, err error) {
 	delete(m.procs, p.pid)
+	close(p.handoffOut)
 	p.readyWait.Stop()
 	if p.killWait != nil {
 		p.killWait.Stop()
@@ -129,8 +130,12 @@ func (m *master) killAll() {
 	// Wait for the exits so no worker outlives Run, and nothing is left
 	// unreaped.
 	for len(m.procs) > 0 {
-		if ev, ok := (<-m.events).(evExit); ok {
+		switch ev := (<-m.events).(type) {
+		case evExit:
 			delete(m.procs, ev.p.pid)
+			close(ev.p.handoffOut)
+		case evHandoff:
+			ev.conn.file.Close()
 		}
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
+	"syscall"
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
@@ -70,11 +72,17 @@ func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
 }
 
 func (m *master) startProcess(s *slot) (*proc, error) {
-	conn, workerEnd, err := socketPair()
+	conn, workerEnd, err := socketPair(syscall.SOCK_STREAM)
 	if err != nil {
 		return nil, err
 	}
 	defer workerEnd.Close()
+	handoff, handoffEnd, err := socketPair(syscall.SOCK_DGRAM)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer handoffEnd.Close()
 	spec := workerSpec{
 		ID:            s.id,
 		Listeners:     len(m.files),
@@ -93,13 +101,15 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 	cmd := exec.Command(m.exe, os.Args[1:]...)
 	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append([]*os.File{workerEnd}, m.files...)
+	cmd.ExtraFiles = append([]*os.File{workerEnd, handoffEnd}, m.files...)
 	cmd.SysProcAttr = workerSysProcAttr()
 	if err := m.spawner.start(cmd); err != nil {
 		conn.Close()
+		handoff.Close()
 		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
 	}
-	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateStarting, started: time.Now(), reloads: m.reloads}
+	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateStarting, started: time.Now(), reloads: m.reloads,
+		handoff: handoff.(*net.UnixConn), handoffOut: make(chan passedConn, 256)}
 	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
 	if m.cfg.MaxAge > 0 {
 		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
@@ -113,9 +123,12 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 			m.post(evMessage{p, msg})
 		}
 	}()
+	go m.receiveFrom(p)
+	go forwardHandoffs(p)
 	go func() {
 		err := cmd.Wait()
 		p.ctrl.close()
+		p.handoff.Close()
 		m.post(evExit{p, err})
 	}()
 	return p, nil

@@ -13,7 +13,11 @@ import (
 // compile, so a program can fall back to package drain.
 var errUnsupported = errors.New("cluster: not supported on this system")
 
-func socketPair() (net.Conn, *os.File, error) { return nil, nil, errUnsupported }
+func socketPair(int) (net.Conn, *os.File, error) { return nil, nil, errUnsupported }
+
+func sendConn(*net.UnixConn, passedConn) error { return errUnsupported }
+
+func receiveConn(*net.UnixConn) (passedConn, error) { return passedConn{}, errUnsupported }
 
 func workerSysProcAttr() *syscall.SysProcAttr { return nil }
 

@@ -15,17 +15,19 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/connpass"
 )
 
 // workerEnv marks a worker process and carries its spec from the master.
 // Its presence is how Run knows which side it is on.
 const workerEnv = "MEMDRAIN_WORKER"
 
-// The inherited descriptors: the control socket first, then the listeners
-// in the order of Config.Listen.
+// The inherited descriptors: the control socket, the hand-off socket, then
+// the listeners in the order of Config.Listen.
 const (
 	controlFD       = 3
-	firstListenerFD = 4
+	handoffFD       = 4
+	firstListenerFD = 5
 )
 
 // workerSpec is what the master tells a worker about itself.
@@ -54,7 +56,10 @@ type Worker struct {
 	// the slot of the worker it replaces.
 	ID int
 	// Listeners are the master's listening sockets, shared by every
-	// worker, in the order of Config.Listen.
+	// worker, in the order of Config.Listen. They implement drain.Handoff:
+	// served with drain.Serve (as Serve does), a draining worker passes
+	// its connections that carry no request to a serving worker, and they
+	// accept the connections handed to this worker beside their own.
 	Listeners []net.Listener
 	// Controller drains this worker when the master asks, when the master
 	// goes away, or on SIGTERM.
@@ -135,7 +140,13 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 	log := cfg.Logger.With("worker", spec.ID, "pid", os.Getpid())
 	ctrl := newChannel(ctrlConn)
 	defer ctrl.close()
-	listeners := make([]net.Listener, 0, spec.Listeners)
+	handoffConn, err := inherited(handoffFD, "the master's hand-off socket", net.FileConn)
+	if err != nil {
+		return err
+	}
+	out := &handoffOut{conn: handoffConn.(*net.UnixConn)}
+	defer handoffConn.Close() // ends receiveHandoffs
+	listeners := make([]*handoffListener, 0, spec.Listeners)
 	defer func() {
 		for _, ln := range listeners {
 			ln.Close()
@@ -146,8 +157,14 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		if err != nil {
 			return err
 		}
-		listeners = append(listeners, ln)
+		hl := &handoffListener{index: i, out: out}
+		if hl.Listener, err = connpass.NewListener(ln, hl.returnConn); err != nil {
+			ln.Close()
+			return err
+		}
+		listeners = append(listeners, hl)
 	}
+	go receiveHandoffs(out.conn, listeners)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
 		defer softLimit(spec.SoftLimit, spec.MaxMemory)()
 	}
@@ -155,7 +172,11 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 	if err != nil {
 		return err
 	}
-	w := &Worker{ID: spec.ID, Listeners: listeners, Controller: c, Logger: log, spec: spec, ctrl: ctrl}
+	shared := make([]net.Listener, len(listeners))
+	for i, ln := range listeners {
+		shared[i] = ln
+	}
+	w := &Worker{ID: spec.ID, Listeners: shared, Controller: c, Logger: log, spec: spec, ctrl: ctrl}
 
 	go w.follow()
 	stopSignals := drainOnSignal(c)

@@ -9,39 +9,8 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
-
-// Dup returns a duplicate of conn's descriptor, close-on-exec, leaving conn
-// as it is (its mode included: the descriptor's O_NONBLOCK is shared with
-// the duplicate).
-func Dup(conn net.Conn) (*os.File, error) {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("connpass: a %T has no descriptor to pass", conn)
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var dup int
-	var dupErr error
-	err = raw.Control(func(fd uintptr) {
-		syscall.ForkLock.RLock() // no fork may inherit it before it is close-on-exec
-		defer syscall.ForkLock.RUnlock()
-		if dup, dupErr = syscall.Dup(int(fd)); dupErr == nil {
-			syscall.CloseOnExec(dup)
-		}
-	})
-	if err == nil {
-		err = dupErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connpass: duplicating a connection: %w", err)
-	}
-	return os.NewFile(uintptr(dup), "memdrain-conn"), nil
-}
 
 // FromFile turns a passed descriptor back into a connection that first
 // yields buffered, the bytes the previous server had read from it. It

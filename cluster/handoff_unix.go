@@ -1,0 +1,58 @@
+//go:build linux || darwin
+
+package cluster
+
+import (
+	"net"
+	"os"
+	"syscall"
+)
+
+// maxHandoffPayload bounds a datagram's payload. A worker hands off only
+// connections with fewer than four bytes read (see drain.Handoff).
+const maxHandoffPayload = 1 << 10
+
+// sendConn sends one connection over a hand-off socket. The file stays the
+// caller's to close.
+func sendConn(conn *net.UnixConn, pc passedConn) error {
+	_, _, err := conn.WriteMsgUnix(pc.payload, syscall.UnixRights(int(pc.file.Fd())), nil)
+	return err
+}
+
+// receiveConn receives one connection. A datagram without a descriptor is
+// skipped.
+func receiveConn(conn *net.UnixConn) (passedConn, error) {
+	payload := make([]byte, maxHandoffPayload)
+	oob := make([]byte, syscall.CmsgSpace(4))
+	for {
+		n, oobn, _, _, err := conn.ReadMsgUnix(payload, oob)
+		if err != nil {
+			return passedConn{}, err
+		}
+		file := unixRights(oob[:oobn])
+		if file == nil || n == 0 {
+			if file != nil {
+				file.Close()
+			}
+			continue
+		}
+		return passedConn{file: file, payload: payload[:n]}, nil
+	}
+}
+
+// unixRights returns the one descriptor in a control message, or nil.
+func unixRights(oob []byte) *os.File {
+	msgs, err := syscall.ParseSocketControlMessage(oob)
+	if err != nil || len(msgs) != 1 {
+		return nil
+	}
+	fds, err := syscall.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		for _, fd := range fds {
+			syscall.Close(fd)
+		}
+		return nil
+	}
+	syscall.CloseOnExec(fds[0])
+	return os.NewFile(uintptr(fds[0]), "memdrain-passed-conn")
+}
