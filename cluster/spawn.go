@@ -54,7 +54,7 @@ func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
 		// like a crash, subject to the same backoff and crash limit.
 		m.log.Error("spawning a worker failed", "worker", s.id, "err", err)
 		m.emit(Event{Kind: ExitedAccidental, Worker: s.id, Err: err})
-		m.accident(s, time.Time{}, replaces != nil, reason)
+		m.spawnFailed(s, replaces, reason, err)
 		return
 	}
 	p.replaces = replaces
