@@ -40,7 +40,8 @@ const (
 	// interval of serving); the limit is below what the program needs. Its
 	// recycling is backed off.
 	ConfigProblem
-	// GiveUp: too many crashes in the crash window; the master stops.
+	// GiveUp: too many crashes in the crash window, and no worker serves;
+	// the master stops.
 	GiveUp
 	// ReloadFailed: a reload stopped because its replacements kept failing
 	// (exiting before ready, or missing ReadyTimeout); Event.Err names the
