@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -37,23 +38,11 @@ func TestABadDeployNeverTakesTheServiceDown(t *testing.T) {
 		name, script, cause string
 		readyTimeout        time.Duration
 	}{
-		{"exits at start", "#!/bin/sh\nexit 3\n", "exit status 3", 0},
+		{"exits at start", exitsAtStart, "exit status 3", 0},
 		{"never gets ready", "#!/bin/sh\nexec sleep 60\n", "ReadyTimeout", 2 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			exe, err := os.Executable()
-			require.NoError(t, err)
-			good, err := os.ReadFile(exe)
-			require.NoError(t, err)
-			binary := filepath.Join(t.TempDir(), "server")
-			deploy := func(data []byte) { // a new file at the same path, as a deploy does
-				require.NoError(t, os.WriteFile(binary+".new", data, 0o755))
-				require.NoError(t, os.Rename(binary+".new", binary))
-			}
-			deploy(good)
-			executable = func() (string, error) { return binary, nil }
-			t.Cleanup(func() { executable = os.Executable })
-
+			deploy, good := deployable(t)
 			cfg := Config{Workers: 2, CrashLimit: 3, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, ReadyTimeout: tc.readyTimeout}
 			h := startCluster(t, cfg, behaveNormally)
 			first := h.waitReady(2)
@@ -101,6 +90,61 @@ func TestABadDeployNeverTakesTheServiceDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deployable makes the masters this test starts run their workers from a
+// copy of the test binary, and returns a deploy function that puts new
+// contents at that path as a deploy does (a new file renamed over it), and
+// the test binary's contents.
+func deployable(t *testing.T) (deploy func([]byte), good []byte) {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	good, err = os.ReadFile(exe)
+	require.NoError(t, err)
+	binary := filepath.Join(t.TempDir(), "server")
+	deploy = func(data []byte) {
+		require.NoError(t, os.WriteFile(binary+".new", data, 0o755))
+		require.NoError(t, os.Rename(binary+".new", binary))
+	}
+	deploy(good)
+	executable = func() (string, error) { return binary, nil }
+	t.Cleanup(func() { executable = os.Executable })
+	return deploy, good
+}
+
+const exitsAtStart = "#!/bin/sh\nexit 3\n"
+
+// TestTheMasterGivesUpOnlyWhenNoWorkerServes: one slot's worker dies and
+// its respawns crash (the binary on disk is broken) past CrashLimit, while
+// the other worker serves. Giving up would only take that one down: the
+// master keeps respawning with backoff, and the slot serves again once the
+// binary is fixed.
+func TestTheMasterGivesUpOnlyWhenNoWorkerServes(t *testing.T) {
+	deploy, good := deployable(t)
+	cfg := Config{Workers: 2, CrashLimit: 2, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
+	h := startCluster(t, cfg, behaveNormally)
+	h.waitReady(2)
+	status := h.c.Status()
+	require.Len(t, status, 2)
+	survivor := status[1].Pid
+
+	deploy([]byte(exitsAtStart))
+	require.NoError(t, syscall.Kill(status[0].Pid, syscall.SIGKILL))
+	for h.count(ExitedAccidental) < 2*cfg.CrashLimit {
+		h.waitKind(ExitedAccidental)
+	}
+	assert.Zero(t, h.count(GiveUp))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	pid, err := get(h.url + "/health")
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(survivor), pid, "the other worker serves on")
+
+	deploy(good)
+	h.waitFor("slot 0 serving again", func(e Event) bool { return e.Kind == Ready && e.Worker == 0 })
+	body(t, client, h.url+"/health")
+	assert.Zero(t, h.count(GiveUp))
+	assert.Zero(t, h.count(Draining), "no serving worker was drained")
 }
 
 // heldRequest is a POST /hold that a worker is serving: its handler waits
