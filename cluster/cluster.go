@@ -43,8 +43,14 @@ import (
 // On the master side, Status, Stop and Reload may be called from other
 // goroutines while Run runs.
 type Cluster struct {
-	cfg      Config
-	requests chan any // evStop or evReload from Stop and Reload
+	cfg Config
+	// Stop, Reload and the signals count their requests here, and poke
+	// the master's forwarder, which turns new counts into events: a count
+	// cannot be lost, however many requests come at once.
+	stops, reloads atomic.Int64
+	poke           chan struct{} // one pending poke is enough: it reads the counts
+	// The counts turned into events so far; only the forwarder uses them.
+	stopsSent, reloadsSent int64
 
 	running atomic.Pointer[master] // while the master's loop runs
 }
@@ -78,7 +84,7 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	return &Cluster{cfg: cfg, requests: make(chan any, 4)}, nil
+	return &Cluster{cfg: cfg, poke: make(chan struct{}, 1)}, nil
 }
 
 // IsMaster reports whether this process is the master (it was not started
@@ -123,22 +129,30 @@ func (c *Cluster) Status() []WorkerStatus {
 }
 
 // Stop asks the master to drain every worker and return, as SIGTERM does.
-// A second Stop kills the workers at once.
-func (c *Cluster) Stop() { c.request(evStop{}) }
+// A second Stop (or signal) kills the workers at once. Stop does not wait,
+// and is never lost: one made before Run stops the master as soon as it
+// starts.
+func (c *Cluster) Stop() { c.request(&c.stops) }
 
 // Reload asks the master to replace every worker, one at a time, as SIGHUP
-// does.
-func (c *Cluster) Reload() { c.request(evReload{}) }
+// does. Reloads that are still pending when the master reads them are one
+// reload.
+func (c *Cluster) Reload() { c.request(&c.reloads) }
 
-func (c *Cluster) request(ev any) {
+func (c *Cluster) request(count *atomic.Int64) {
+	count.Add(1)
 	select {
-	case c.requests <- ev:
-	default: // requests already pending say the same
+	case c.poke <- struct{}{}:
+	default: // a poke is pending: the forwarder will read this count too
 	}
 }
 
+// executable finds the binary that workers run. A test replaces it to run
+// its workers from a copy it can swap, as a deploy does.
+var executable = os.Executable
+
 func (c *Cluster) runMaster() error {
-	exe, err := os.Executable()
+	exe, err := executable()
 	if err != nil {
 		return fmt.Errorf("cluster: finding this program's binary to start workers: %w", err)
 	}
@@ -190,26 +204,28 @@ func (c *Cluster) forwardSignals(m *master) (stop func()) {
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		stops := 0
 		for {
-			var ev any
 			select {
 			case sig := <-caught:
 				if sig == syscall.SIGHUP {
-					ev = evReload{}
+					c.reloads.Add(1)
 				} else {
 					m.log.Info("signal received", "signal", sig.String())
-					ev = evStop{}
+					c.stops.Add(1)
 				}
-			case ev = <-c.requests:
+			case <-c.poke:
 			case <-quit:
 				return
 			}
-			if _, isStop := ev.(evStop); isStop {
-				stops++
-				ev = evStop{hard: stops > 1}
+			if n := c.reloads.Load(); n != c.reloadsSent {
+				c.reloadsSent = n
+				m.post(evReload{})
 			}
-			m.post(ev)
+			// The first stop drains, the second kills: no more are needed.
+			for n := c.stops.Load(); c.stopsSent < min(n, 2); {
+				c.stopsSent++
+				m.post(evStop{hard: c.stopsSent > 1})
+			}
 		}
 	}()
 	return func() {

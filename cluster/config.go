@@ -19,7 +19,9 @@ type Config struct {
 	// Listeners, if set, are already-open listening sockets (from systemd
 	// socket activation, say, or a test on port 0) shared with the workers
 	// instead of opening Listen. They must be *net.TCPListener or
-	// *net.UnixListener. The caller keeps them and closes them after Run.
+	// *net.UnixListener. The caller keeps them and closes them after Run:
+	// at shutdown the master closes only its own copies, so while the
+	// caller's stays open new connections queue rather than being refused.
 	Listeners []net.Listener
 	// Workers is the number of worker processes. MEMDRAIN_WORKERS, or
 	// Node's CPU_COUNT. Default: the CPUs this process may use
@@ -92,10 +94,13 @@ type Config struct {
 	BackoffMin  time.Duration
 	BackoffMax  time.Duration
 	StableAfter time.Duration
-	// CrashLimit crashes within CrashWindow make the master give up: it
-	// drains the other workers and Run returns an error, so systemd or
-	// Kubernetes sees the failure. MEMDRAIN_CRASH_LIMIT,
-	// MEMDRAIN_CRASH_WINDOW. Defaults: 5 in 60 s.
+	// CrashLimit crashes within CrashWindow make the master give up once
+	// no worker serves: it drains what is left and Run returns an error,
+	// so systemd or Kubernetes sees the failure. While a worker serves, the
+	// crashing slot is respawned with backoff instead. A replacement that
+	// fails while the worker it replaces serves is no crash; a reload stops
+	// after CrashLimit such failures in a row (ReloadFailed).
+	// MEMDRAIN_CRASH_LIMIT, MEMDRAIN_CRASH_WINDOW. Defaults: 5 in 60 s.
 	CrashLimit  int
 	CrashWindow time.Duration
 

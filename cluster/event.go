@@ -40,8 +40,14 @@ const (
 	// interval of serving); the limit is below what the program needs. Its
 	// recycling is backed off.
 	ConfigProblem
-	// GiveUp: too many crashes in the crash window; the master stops.
+	// GiveUp: too many crashes in the crash window, and no worker serves;
+	// the master stops.
 	GiveUp
+	// ReloadFailed: a reload stopped because its replacements kept failing
+	// (exiting before ready, or missing ReadyTimeout); Event.Err names the
+	// last cause. The workers it was to replace were never drained and
+	// keep serving until the next reload.
+	ReloadFailed
 )
 
 var eventNames = [...]string{
@@ -56,6 +62,7 @@ var eventNames = [...]string{
 	Killed:           "killed",
 	ConfigProblem:    "config-problem",
 	GiveUp:           "give-up",
+	ReloadFailed:     "reload-failed",
 }
 
 // String returns the kind's name, such as "exited-planned".

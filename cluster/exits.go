@@ -10,7 +10,10 @@ import (
 )
 
 // Exits: every exit is planned (the master was draining the worker) or an
-// accident (respawn with backoff, and give up after too many).
+// accident (respawn with backoff, and give up after too many). A
+// replacement that fails before it is ready is neither: the worker it was
+// to replace serves on, and the replacement is retried (see
+// replacementFailed).
 
 func (m *master) onExit(p *proc, err error) {
 	delete(m.procs, p.pid)
@@ -35,18 +38,21 @@ func (m *master) onExit(p *proc, err error) {
 	}
 	s.restarts++
 	switch {
-	case s.next == p: // a replacement died before it was ready
+	case s.next == p: // a replacement failed before it was ready
 		s.next = nil
-		m.accident(s, p.started, true, p.reason)
+		cause := fmt.Errorf("exited before it was ready: %w", err)
+		if p.failed != nil {
+			cause = fmt.Errorf("was killed: %w", p.failed)
+		}
+		m.replacementFailed(s, p.reason, p.started, fmt.Errorf("worker %d's replacement (pid %d) %w", s.id, p.pid, cause))
 	case s.current == p && s.next != nil: // the old one died; its replacement is on the way
 		s.current = nil
 		s.next.replaces = nil // a plain start now: nothing left to drain
 		m.noteCrash(s, p.started)
 	case s.current == p:
 		s.current = nil
-		s.queued = 0 // its replacement, if queued, is moot: a respawn follows
-		m.queue = slices.DeleteFunc(m.queue, func(q *slot) bool { return q == s })
-		m.accident(s, p.started, false, 0)
+		m.unqueue(s) // its replacement, if queued, is moot: a respawn follows
+		m.accident(s, p.started)
 	}
 }
 
@@ -61,23 +67,69 @@ func (m *master) forget(p *proc) {
 	}
 }
 
-// accident records a crash in slot s and schedules what comes next: a
-// respawn, or a retry of the replacement that failed.
-func (m *master) accident(s *slot, started time.Time, wasReplacement bool, reason drain.Reason) {
+// unqueue takes s out of the replacement queue, if it waits there.
+func (m *master) unqueue(s *slot) {
+	s.queued = 0
+	m.queue = slices.DeleteFunc(m.queue, func(q *slot) bool { return q == s })
+}
+
+// accident records a crash that left slot s without a worker and schedules
+// its respawn after the slot's backoff.
+func (m *master) accident(s *slot, started time.Time) {
 	if m.noteCrash(s, started) {
 		return
 	}
+	delay := m.backoff(s)
+	m.emit(Event{Kind: Respawn, Worker: s.id, Duration: delay})
+	m.retryAfter(s, delay)
+}
+
+// replacementFailed handles a replacement for slot s that failed before it
+// was ready: it exited, was killed at ReadyTimeout, or could not be started.
+// cause says which.
+//
+// While the worker it was to replace serves, that worker is never drained
+// for it, and the failure is no crash toward giving up: a broken deploy
+// must not take down the workers that still serve. The replacement is
+// retried after the slot's backoff; a reload's gives up instead after
+// CrashLimit failures in a row (see reloadFailed).
+func (m *master) replacementFailed(s *slot, reason drain.Reason, started time.Time, cause error) {
+	if s.current == nil { // the worker it was to replace died meanwhile: the slot is empty
+		m.accident(s, started)
+		return
+	}
+	if reason == drain.Reload && m.reloadFailed(s, cause) {
+		return
+	}
+	delay := m.backoff(s)
+	m.log.Warn("replacement failed; the worker it was to replace serves on", "worker", s.id, "reason", reason.String(), "err", cause.Error(), "retry_in", delay)
+	s.queued = reason // retried through the queue after the backoff
+	m.emit(Event{Kind: Respawn, Worker: s.id, Duration: delay, Reason: reason})
+	m.retryAfter(s, delay)
+}
+
+// spawnFailed handles a worker process that could not be started (its
+// binary was removed, say): the same as one that exited at once.
+func (m *master) spawnFailed(s *slot, replaces *proc, reason drain.Reason, err error) {
+	if replaces != nil {
+		m.replacementFailed(s, reason, time.Time{}, fmt.Errorf("worker %d's replacement could not be started: %w", s.id, err))
+		return
+	}
+	m.accident(s, time.Time{})
+}
+
+// backoff returns the slot's next delay before a retry, and doubles the
+// one after it.
+func (m *master) backoff(s *slot) time.Duration {
 	delay := s.backoff
 	s.backoff = min(s.backoff*2, m.cfg.BackoffMax)
-	if wasReplacement {
-		s.queued = reason // retried through the queue after the backoff
-	}
-	m.emit(Event{Kind: Respawn, Worker: s.id, Duration: delay, Reason: reason})
-	s.retry = time.AfterFunc(delay, func() { m.post(evRetry{s}) })
+	return delay
 }
 
 // noteCrash counts a crash against the crash limit and gives up when it is
-// reached. It reports whether the master gave up.
+// reached and no worker serves any more. It reports whether the master
+// gave up. While some worker serves, giving up would only drain it: the
+// crashing slot is respawned with backoff instead.
 func (m *master) noteCrash(s *slot, started time.Time) bool {
 	now := time.Now()
 	if !started.IsZero() && now.Sub(started) >= m.cfg.StableAfter {
@@ -88,14 +140,34 @@ func (m *master) noteCrash(s *slot, started time.Time) bool {
 	if len(m.crashes) < m.cfg.CrashLimit {
 		return false
 	}
-	err := fmt.Errorf("cluster: gave up after %d worker crashes within %v (CrashLimit %d, CrashWindow %v); the last was worker %d", len(m.crashes), m.cfg.CrashWindow, m.cfg.CrashLimit, m.cfg.CrashWindow, s.id)
+	if serving := m.serving(); serving > 0 {
+		m.log.Warn("crash limit reached, but workers still serve: not giving up; respawning with backoff",
+			"crashes", len(m.crashes), "crash_window", m.cfg.CrashWindow, "serving", serving, "worker", s.id)
+		return false
+	}
+	err := fmt.Errorf("cluster: gave up after %d worker crashes within %v (CrashLimit %d, CrashWindow %v) with no worker left serving; the last was worker %d", len(m.crashes), m.cfg.CrashWindow, m.cfg.CrashLimit, m.cfg.CrashWindow, s.id)
 	m.emit(Event{Kind: GiveUp, Worker: s.id, Err: err})
 	m.shutdown(err)
 	return true
 }
 
-func (m *master) onRetry(s *slot) {
-	s.retry = nil
+// serving returns how many worker processes serve.
+func (m *master) serving() int {
+	n := 0
+	for _, p := range m.procs {
+		if p.state == StateServing {
+			n++
+		}
+	}
+	return n
+}
+
+func (m *master) onRetry(r *pendingRetry) {
+	s := r.s
+	if s.retry != r {
+		return // cancelled after it fired: another retry, or none, took its place
+	}
+	m.retryAfter(s, noRetry)
 	if m.stopping {
 		return
 	}
@@ -116,8 +188,8 @@ func (m *master) onReadyTimeout(p *proc) {
 	if !m.alive(p) || p.state != StateStarting {
 		return
 	}
-	err := fmt.Errorf("not ready within ReadyTimeout %v", m.cfg.ReadyTimeout)
-	m.emit(Event{Kind: ReadyTimeout, Worker: p.slot.id, Pid: p.pid, Err: err})
+	p.failed = fmt.Errorf("not ready within ReadyTimeout %v", m.cfg.ReadyTimeout)
+	m.emit(Event{Kind: ReadyTimeout, Worker: p.slot.id, Pid: p.pid, Err: p.failed})
 	// Its exit is then handled as an accident: the replacement is retried
 	// with backoff and the old worker keeps serving.
 	p.cmd.Process.Kill()

@@ -46,6 +46,7 @@ const (
 	growsAfterReady       = "grows-early"  // retain 64 MiB right after it is ready
 	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
 	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
+	asksWithBadReason     = "asks-bad"     // the first worker of a slot asks to be recycled with an invalid reason
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
@@ -82,6 +83,12 @@ func testWorker(behaviour string) int {
 			if os.Mkdir(marker, 0o755) == nil {
 				w.Recycle(drain.Manual)
 			}
+		case asksWithBadReason:
+			marker := filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID))
+			if os.Mkdir(marker, 0o755) == nil {
+				w.Ready()
+				w.Recycle(drain.Reason(200))
+			}
 		case growsAfterReady:
 			w.Ready()
 			go func() { retainedAtStart = touched(testWorkerRetainedMiB << 20) }()
@@ -114,6 +121,16 @@ func testApp() http.Handler {
 	mux.Handle("/", leaky.Handler())
 	mux.HandleFunc("GET /memlimit", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, debug.SetMemoryLimit(-1))
+	})
+	// POST /hold stays in flight until the client has sent its whole body:
+	// a request that a test holds open as long as it likes. With "Expect:
+	// 100-continue" the client learns when the handler runs.
+	mux.HandleFunc("POST /hold", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprint(w, "released")
 	})
 	mux.HandleFunc("GET /binary", func(w http.ResponseWriter, r *http.Request) {
 		var st syscall.Stat_t

@@ -35,6 +35,7 @@ type master struct {
 	readyTime  time.Duration // smoothed spawn-to-ready time, the Meter's lead
 	stopping   bool
 	reloads    int // SIGHUPs so far: a process spawned before the last must go
+	lastReload reloadState
 	giveUpErr  error
 	sampleNext *time.Timer
 }
@@ -48,7 +49,7 @@ type slot struct {
 	queued   drain.Reason // non-zero while waiting in the queue
 	backoff  time.Duration
 	restarts int
-	retry    *time.Timer // a pending respawn or replacement retry
+	retry    *pendingRetry // a pending respawn or replacement retry; see retryAfter
 	// tooBig counts replacements in a row that were over the memory limit
 	// at their first sample: the limit is below what the program needs.
 	tooBig int
@@ -78,6 +79,7 @@ type proc struct {
 	retireAt   time.Time    // MaxAge plus jitter; zero when off, or once acted on
 	reloads    int          // master.reloads when it was spawned
 	asked      drain.Reason // a recycle the worker asked for before it was ready
+	failed     error        // why the master killed it before it was ready
 	readyWait  *time.Timer
 	killWait   *time.Timer
 }
@@ -94,7 +96,7 @@ type (
 	}
 	evReadyTimeout struct{ p *proc }
 	evKillTimeout  struct{ p *proc }
-	evRetry        struct{ s *slot }
+	evRetry        struct{ r *pendingRetry }
 	evSample       struct{}
 	evStop         struct{ hard bool }
 	evReload       struct{}
@@ -141,7 +143,7 @@ func (m *master) loop() error {
 				ev.p.cmd.Process.Kill()
 			}
 		case evRetry:
-			m.onRetry(ev.s)
+			m.onRetry(ev.r)
 		case evSample:
 			m.sample()
 		case evStop:
@@ -208,7 +210,7 @@ func (m *master) emit(e Event) {
 	switch e.Kind {
 	case ExitedAccidental, ReadyTimeout, Killed, OverLimit:
 		level = slog.LevelWarn
-	case ConfigProblem, GiveUp:
+	case ConfigProblem, GiveUp, ReloadFailed:
 		level = slog.LevelError
 	}
 	m.log.Log(context.Background(), level, strings.ReplaceAll(e.Kind.String(), "-", " "), attrs...)

@@ -1,7 +1,7 @@
 package cluster
 
 import (
-	"os"
+	"syscall"
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
@@ -24,7 +24,7 @@ func (m *master) onReady(p *proc) {
 	s := p.slot
 	m.emit(Event{Kind: Ready, Worker: s.id, Pid: p.pid, Duration: took})
 	if m.stopping {
-		m.drainProc(p, drain.Signal)
+		m.drainProc(p, m.stopReason())
 		return
 	}
 	if s.next == p {
@@ -33,13 +33,17 @@ func (m *master) onReady(p *proc) {
 		if old != nil {
 			m.drainProc(old, p.reason)
 		} // else the old one died while this one started: nothing to drain
+		if p.reason == drain.Reload {
+			m.reloadReady()
+		}
 	}
 	switch {
 	case p.asked != 0:
 		m.enqueue(p, p.asked)
-	case p.reloads < m.reloads:
+	case p.reloads < m.reloads && !m.lastReload.stopped:
 		// Spawned before the last reload, from what may be the old binary:
-		// replace it in turn.
+		// replace it in turn (unless that reload failed: the binary on disk
+		// does not start).
 		m.enqueue(p, drain.Reload)
 	}
 }
@@ -67,7 +71,7 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 	m.emit(Event{Kind: Draining, Worker: p.slot.id, Pid: p.pid, Reason: reason, Memory: p.memory})
 	if err := p.ctrl.send(message{Type: msgDrain, Reason: reason}); err != nil {
 		m.log.Warn("telling a worker to drain failed; stopping it with SIGTERM", "worker", p.slot.id, "pid", p.pid, "err", err)
-		p.cmd.Process.Signal(os.Interrupt)
+		p.cmd.Process.Signal(syscall.SIGTERM) // a worker drains on it, as on the message
 	}
 	p.killWait = time.AfterFunc(m.cfg.DrainTimeout+m.cfg.KillGrace, func() { m.post(evKillTimeout{p}) })
 }
@@ -116,6 +120,7 @@ func (m *master) replacing() int {
 
 func (m *master) reload() {
 	m.reloads++
+	m.lastReload = reloadState{}
 	m.log.Info("reload: replacing every worker, one at a time")
 	for _, s := range m.slots {
 		if s.current != nil {
@@ -134,17 +139,42 @@ func (m *master) shutdown(err error) {
 	m.giveUpErr = err
 	m.queue = nil
 	for _, s := range m.slots {
-		if s.retry != nil {
-			s.retry.Stop()
-			s.retry = nil
-		}
+		m.retryAfter(s, noRetry)
 	}
-	reason := drain.Signal
-	if err != nil {
-		reason = drain.Supervisor
-	}
+	m.stopListening()
 	m.log.Info("stopping: draining every worker", "workers", len(m.procs))
 	for _, p := range m.procs {
-		m.drainProc(p, reason)
+		m.drainProc(p, m.stopReason())
+	}
+}
+
+// stopReason is the reason every worker is drained for once the master
+// stops: Supervisor after a give-up, Signal for SIGTERM, SIGINT or Stop.
+func (m *master) stopReason() drain.Reason {
+	if m.giveUpErr != nil {
+		return drain.Supervisor
+	}
+	return drain.Signal
+}
+
+// stopListening closes the master's copies of the listening sockets when
+// the shutdown starts. A socket listens while any process holds it, and
+// each worker closes its own copy when its drain starts; so once every
+// worker is draining, new connections are refused at once rather than
+// queued where nobody will accept them. Connections already accepted are
+// not touched: they finish in their workers.
+//
+// Sockets from Config.Listeners belong to the caller, who keeps them open
+// (systemd's socket activation, say, holds its own copy too, so that
+// connections wait for the next start): only the master's duplicates are
+// closed, and the socket keeps queueing until its other holders close it.
+func (m *master) stopListening() {
+	for _, f := range m.files {
+		f.Close()
+	}
+	if len(m.cfg.Listeners) == 0 {
+		for _, ln := range m.listeners {
+			ln.Close() // a unix socket's file is removed with it
+		}
 	}
 }

@@ -52,11 +52,11 @@ func (s *spawner) stop() { close(s.requests) }
 func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
 	p, err := m.startProcess(s)
 	if err != nil {
-		// Starting the binary failed (it was removed, say): an accident
-		// like a crash, subject to the same backoff and crash limit.
+		// Starting the binary failed (it was removed, say): handled as a
+		// process that exited at once (see spawnFailed).
 		m.log.Error("spawning a worker failed", "worker", s.id, "err", err)
 		m.emit(Event{Kind: ExitedAccidental, Worker: s.id, Err: err})
-		m.accident(s, time.Time{}, replaces != nil, reason)
+		m.spawnFailed(s, replaces, reason, err)
 		return
 	}
 	p.replaces = replaces

@@ -75,7 +75,7 @@ func (m *master) bornTooBig(p *proc) {
 	m.emit(Event{Kind: ConfigProblem, Worker: s.id, Pid: p.pid, Reason: drain.Memory, Memory: p.memory, Duration: delay, Err: err})
 	if s.retry == nil && s.queued == 0 && s.next == nil {
 		s.queued = drain.Memory
-		s.retry = time.AfterFunc(delay, func() { m.post(evRetry{s}) })
+		m.retryAfter(s, delay)
 	}
 }
 

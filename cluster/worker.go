@@ -92,8 +92,13 @@ func (w *Worker) Ready() {
 
 // Recycle asks the master to replace this worker, for example after the
 // program detected a leak of its own. The master starts a replacement and
-// drains this worker once the replacement is ready.
+// drains this worker once the replacement is ready. Only the first call is
+// sent: one replacement retires the worker. A reason that is not valid
+// (see drain.Reason.Valid) is sent as drain.Manual.
 func (w *Worker) Recycle(reason drain.Reason) {
+	if !reason.Valid() {
+		reason = drain.Manual // an invalid one cannot be sent, and would block every later call
+	}
 	if w.asked.CompareAndSwap(false, true) {
 		if err := w.ctrl.send(message{Type: msgRecycle, Reason: reason}); err != nil {
 			w.Logger.Warn("asking the master for a recycle failed", "err", err)

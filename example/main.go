@@ -7,6 +7,14 @@
 //	go run ./example                  # watch it; Ctrl-C to stop
 //	go run ./example -duration 30s    # stop by itself
 //	go run ./example -load=false      # serve only; curl it yourself
+//	MEMDRAIN_WORKERS=4 go run ./example
+//
+// Settings come from the flags given on the command line, then from the
+// MEMDRAIN_* environment that cluster.FromEnv reads (README, "Settings"),
+// then from the flags' defaults: a flag given wins over its variable, and
+// a variable with no flag here (MEMDRAIN_MAX_REQUESTS, say) applies too. A
+// variable that cannot be used is an error, whether or not a flag
+// overrides it.
 //
 // For the benchmark harness (bench/): -events-json prints every supervisor
 // event, and a status snapshot every -status-every, as JSON lines on stdout
@@ -79,10 +87,11 @@ func main() {
 }
 
 func run(o options) error {
-	limit, err := drain.ParseMemoryLimit(o.maxMemory)
+	cfg, err := o.config()
 	if err != nil {
-		return fmt.Errorf("-max-memory: %w", err)
+		return err
 	}
+	limit, addr := cfg.MaxMemory, cfg.Listen[0]
 	if o.statusEvery < 0 {
 		return fmt.Errorf("-status-every is %v; accepted: a positive duration, or 0 for never", o.statusEvery)
 	}
@@ -100,15 +109,8 @@ func run(o options) error {
 		events = &jsonLines{}
 		onEvent = events.event
 	}
-	cfg := cluster.Config{
-		Listen:        []string{o.addr},
-		Workers:       o.workers,
-		MaxMemory:     limit,
-		CheckInterval: o.checkInterval,
-		DrainTimeout:  o.drainTimeout,
-		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
-		OnEvent:       onEvent,
-	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.OnEvent = onEvent
 	if o.baseline {
 		cfg = baselineConfig(cfg)
 	}
@@ -119,13 +121,13 @@ func run(o options) error {
 	if !c.IsMaster() {
 		return c.Run(func(w *cluster.Worker) error {
 			if o.baseline {
-				return serveBaseline(w, limit, o.checkInterval, events)
+				return serveBaseline(w, limit, cfg.CheckInterval, events)
 			}
 			return w.Serve(&http.Server{Handler: leaky.Handler(), ReadHeaderTimeout: 10 * time.Second})
 		})
 	}
 	if !o.eventsJSON {
-		fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", o.workers, o.addr, drain.FormatSize(limit))
+		fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", cfg.Workers, addr, drain.FormatSize(limit))
 	}
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()
@@ -135,7 +137,7 @@ func run(o options) error {
 
 	var background sync.WaitGroup
 	if o.load {
-		url := "http://" + o.addr + "/work?ms=" + strconv.Itoa(o.workMillis) + "&leak=" + strconv.Itoa(o.leakKiB)
+		url := "http://" + addr + "/work?ms=" + strconv.Itoa(o.workMillis) + "&leak=" + strconv.Itoa(o.leakKiB)
 		for i, keepAlive := range []bool{true, false} {
 			background.Add(1)
 			go func() {
@@ -144,7 +146,7 @@ func run(o options) error {
 				if i == 0 {
 					clients = o.clients - clients
 				}
-				waitServing(ctx, "http://"+o.addr+"/health")
+				waitServing(ctx, "http://"+addr+"/health")
 				loadgen.Run(ctx, loadgen.Config{URL: url, Clients: clients, KeepAlive: keepAlive, OnResponse: report.response})
 			}()
 		}
