@@ -130,6 +130,14 @@ func (m *master) routeHandoff(ev evHandoff) {
 	}
 }
 
+// stopHandoffs ends forwardHandoffs once p has exited. Only the loop sends
+// to the queue, and only the loop calls this.
+func (p *proc) stopHandoffs() {
+	if p.handoffOut != nil {
+		close(p.handoffOut)
+	}
+}
+
 // forwardHandoffs writes the connections routed to p, until p's queue is
 // closed when it exits.
 func forwardHandoffs(p *proc) {
