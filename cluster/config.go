@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -78,6 +79,32 @@ type Config struct {
 	// draining worker to exit before it kills it with SIGKILL.
 	// MEMDRAIN_KILL_GRACE. Default: 5 s.
 	KillGrace time.Duration
+	// HeartbeatTimeout is how long a worker may leave the master's
+	// heartbeat unanswered before it is taken for hung: it is then killed
+	// with SIGKILL and replaced, and reported as a Hung event. The master
+	// pings each worker over its control socket every CheckInterval or
+	// quarter of HeartbeatTimeout, whichever is shorter, one ping
+	// outstanding at a time, and counts the timeout from the ping's sending, so a slow
+	// master never blames a worker. A worker is held to it once it has
+	// answered one ping: a worker that hangs before that, while it starts,
+	// is left to ReadyTimeout. MEMDRAIN_HEARTBEAT_TIMEOUT. Default: 5 ×
+	// CheckInterval, at least 2 s; at least 100 ms when set, since a
+	// shorter timeout takes a loaded machine's scheduling delays for hangs.
+	HeartbeatTimeout time.Duration
+	// Health, if set, is called in each worker on every heartbeat, with a
+	// context that ends after half of HeartbeatTimeout, so that a program
+	// can report that it is stuck while its process still runs (a
+	// deadlocked pool, a wedged connection to a database). An error, a
+	// panic, or a call that outlasts HeartbeatTimeout makes the master
+	// treat the worker as hung: it is killed and replaced, and the Hung
+	// event carries the error. One failure is enough; a check that should
+	// tolerate a blip must do so itself. Calls never overlap: a ping that
+	// arrives while Health still runs goes unanswered. Health must be cheap,
+	// as it runs every heartbeat, and it must not be the only thing to
+	// report a leak (Worker.Recycle does that without killing anything).
+	// It is read in the worker, from the Config the worker passes to Run.
+	Health func(context.Context) error
+
 	// MaxReplacements is how many replacements may run at once. Each one
 	// is an extra process beside the worker it replaces, so a fleet that
 	// crosses its limit together is recycled a few at a time.

@@ -42,6 +42,14 @@ const (
 	ConfigProblem
 	// GiveUp: too many crashes in the crash window; the master stops.
 	GiveUp
+	// Hung: a worker left its heartbeat unanswered for HeartbeatTimeout,
+	// or its Config.Health failed (Event.Err says which), and was killed
+	// with SIGKILL. A serving worker's slot gets a new worker at once,
+	// with no backoff, and the kill does not count toward CrashLimit: it
+	// is the master's decision, like Killed, and giving up would drain the
+	// workers that still serve. A hung starting worker is retried like a
+	// ReadyTimeout; a hung draining worker's drain ends there.
+	Hung
 )
 
 var eventNames = [...]string{
@@ -56,6 +64,7 @@ var eventNames = [...]string{
 	Killed:           "killed",
 	ConfigProblem:    "config-problem",
 	GiveUp:           "give-up",
+	Hung:             "hung",
 }
 
 // String returns the kind's name, such as "exited-planned".
