@@ -91,18 +91,20 @@ type Config struct {
 	// CheckInterval, at least 2 s; at least 100 ms when set, since a
 	// shorter timeout takes a loaded machine's scheduling delays for hangs.
 	HeartbeatTimeout time.Duration
-	// Health, if set, is called in each worker on every heartbeat, with a
+	// Health, if set, is called in each worker on every heartbeat while
+	// the worker serves (after Ready, before its drain starts), with a
 	// context that ends after half of HeartbeatTimeout, so that a program
 	// can report that it is stuck while its process still runs (a
 	// deadlocked pool, a wedged connection to a database). An error, a
 	// panic, or a call that outlasts HeartbeatTimeout makes the master
-	// treat the worker as hung: it is killed and replaced, and the Hung
-	// event carries the error. One failure is enough; a check that should
-	// tolerate a blip must do so itself. Calls never overlap: a ping that
-	// arrives while Health still runs goes unanswered. Health must be cheap,
-	// as it runs every heartbeat, and it must not be the only thing to
-	// report a leak (Worker.Recycle does that without killing anything).
-	// It is read in the worker, from the Config the worker passes to Run.
+	// treat the worker as hung: it is killed with SIGKILL, its in-flight
+	// requests fail, and it is replaced; the Hung event carries the error.
+	// One failure is enough: a check that should tolerate a blip must do
+	// so itself. Calls never overlap. Health runs once a heartbeat interval
+	// (see HeartbeatTimeout), so it must be cheap. It is read in the
+	// worker, from the Config that the worker passes to Run. A program
+	// that wants to be replaced without losing a request calls
+	// Worker.Recycle instead.
 	Health func(context.Context) error
 
 	// MaxReplacements is how many replacements may run at once. Each one

@@ -37,6 +37,7 @@ type master struct {
 	reloads    int // SIGHUPs so far: a process spawned before the last must go
 	giveUpErr  error
 	sampleNext *time.Timer
+	beatNext   *time.Timer // the next round of heartbeat pings
 }
 
 // slot is one of the Workers places. It holds the serving process and,
@@ -59,7 +60,7 @@ type proc struct {
 	slot      *slot
 	pid       int
 	cmd       *exec.Cmd
-	ctrl      *channel
+	ctrl      *link
 	state     WorkerState
 	started   time.Time
 	readyAt   time.Time
@@ -78,6 +79,7 @@ type proc struct {
 	asked     drain.Reason // a recycle the worker asked for before it was ready
 	readyWait *time.Timer
 	killWait  *time.Timer
+	beat      beat
 }
 
 // Events that reach the loop.
@@ -122,6 +124,8 @@ func (m *master) loop() error {
 	m.sampleNext = time.AfterFunc(time.Hour, func() { m.post(evSample{}) })
 	defer m.sampleNext.Stop()
 	m.scheduleSample()
+	m.beatNext = time.AfterFunc(m.heartbeatInterval(), func() { m.post(evHeartbeat{}) })
+	defer m.beatNext.Stop()
 	for {
 		if m.stopping && len(m.procs) == 0 {
 			return m.giveUpErr
@@ -152,6 +156,15 @@ func (m *master) loop() error {
 			m.reload()
 		case evStatus:
 			ev.reply <- m.status()
+		case evHeartbeat:
+			m.heartbeat()
+			m.beatNext.Reset(m.heartbeatInterval())
+		case evSendFailed:
+			m.onSendFailed(ev.p, ev.m, ev.err)
+		case evClosed:
+			if m.alive(ev.p) {
+				ev.p.beat.closed = true
+			}
 		}
 		m.pump()
 		m.scheduleSample()
@@ -164,6 +177,7 @@ func (m *master) onMessage(p *proc, msg message) {
 	}
 	switch msg.Type {
 	case msgReady:
+		m.judgeFrom(p, msg)
 		m.onReady(p)
 	case msgRecycle:
 		reason := msg.Reason
@@ -178,6 +192,8 @@ func (m *master) onMessage(p *proc, msg message) {
 		}
 	case msgStats:
 		p.inFlight, p.served = msg.InFlight, msg.Served
+	case msgPong:
+		m.onPong(p, msg)
 	}
 }
 
@@ -204,7 +220,7 @@ func (m *master) emit(e Event) {
 	switch e.Kind {
 	case ExitedAccidental, ReadyTimeout, Killed, OverLimit:
 		level = slog.LevelWarn
-	case ConfigProblem, GiveUp:
+	case ConfigProblem, GiveUp, Hung:
 		level = slog.LevelError
 	}
 	m.log.Log(context.Background(), level, strings.ReplaceAll(e.Kind.String(), "-", " "), attrs...)
