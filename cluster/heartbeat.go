@@ -19,11 +19,11 @@ import (
 
 // beat is one process's heartbeat, kept by the master's loop.
 type beat struct {
-	seq      uint64    // the last ping sent
-	pingAt   time.Time // when ping seq was sent; zero once answered
-	judged   bool      // held to HeartbeatTimeout: it answered a ping, or said at ready that it would
-	closed   bool      // the worker closed its control socket: it is exiting
-	hung     bool      // killed as hung; its exit is on the way
+	seq    uint64    // the last ping sent
+	pingAt time.Time // when ping seq was sent; zero once answered
+	judged bool      // held to HeartbeatTimeout: it answered a ping, or said at ready that it would
+	closed bool      // the worker closed its control socket: it is exiting
+	hung   bool      // killed as hung; its exit is on the way
 }
 
 // Events of the heartbeat.
