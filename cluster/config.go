@@ -86,8 +86,10 @@ type Config struct {
 	// quarter of HeartbeatTimeout, whichever is shorter, one ping
 	// outstanding at a time, and counts the timeout from the ping's sending, so a slow
 	// master never blames a worker. A worker is held to it once it has
-	// answered one ping: a worker that hangs before that, while it starts,
-	// is left to ReadyTimeout. MEMDRAIN_HEARTBEAT_TIMEOUT. Default: 5 ×
+	// answered a ping or reported ready; one that hangs before, while it
+	// starts, is left to ReadyTimeout. A hung serving worker's in-flight
+	// requests fail with it: a hang leaves nothing better to do.
+	// MEMDRAIN_HEARTBEAT_TIMEOUT. Default: 5 ×
 	// CheckInterval, at least 2 s; at least 100 ms when set, since a
 	// shorter timeout takes a loaded machine's scheduling delays for hangs.
 	HeartbeatTimeout time.Duration

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -60,16 +61,20 @@ func TestAStoppedWorkerIsKilledAndReplaced(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	results := make(chan loadgen.Result, 2)
+	type labelled struct {
+		keepAlive bool
+		loadgen.Result
+	}
+	results := make(chan labelled, 2)
 	var served atomic.Int64
 	for _, keepAlive := range []bool{true, false} {
 		go func() {
-			results <- loadgen.Run(ctx, loadgen.Config{URL: h.url + "/work?ms=2", Clients: 2, KeepAlive: keepAlive, Timeout: waitLimit,
+			results <- labelled{keepAlive, loadgen.Run(ctx, loadgen.Config{URL: h.url + "/work?ms=2", Clients: 2, KeepAlive: keepAlive, Timeout: waitLimit,
 				OnResponse: func(o loadgen.Outcome) {
 					if o.Failure == "" {
 						served.Add(1)
 					}
-				}})
+				}})}
 		}()
 	}
 	require.Eventually(t, func() bool { return served.Load() >= 100 }, waitLimit, time.Millisecond, "the load runs")
@@ -92,7 +97,9 @@ func TestAStoppedWorkerIsKilledAndReplaced(t *testing.T) {
 	for range 2 {
 		r := <-results
 		assert.Positive(t, r.Requests)
-		t.Logf("through the stop: %v", r)
+		// Failures here are the requests in flight on the stopped worker's
+		// connections, which die with it (one at most per client).
+		t.Logf("through the stop, keep-alive %v: %v", r.keepAlive, r.Result)
 	}
 	status := h.c.Status()
 	require.Len(t, status, 2)
@@ -153,8 +160,9 @@ func TestAStoppedWorkerDoesNotHoldUpTheMaster(t *testing.T) {
 	}
 	exited := h.waitFor("the other worker's recycle", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == other })
 	assert.Equal(t, drain.Reload, exited.Reason)
-	h.exitOf(stopped)
+	assert.Equal(t, ExitedPlanned, h.exitOf(stopped).Kind)
 	assert.False(t, alive(stopped))
+	assert.True(t, slices.ContainsFunc(h.seen, func(e Event) bool { return e.Kind == Hung && e.Pid == stopped }), "killed as hung")
 }
 
 // TestSendingToAWorkerThatDoesNotReadNeverBlocks: the master's sends to a
