@@ -200,3 +200,24 @@ func TestSendingToAWorkerThatDoesNotReadNeverBlocks(t *testing.T) {
 	assert.Positive(t, backlog.Load(), "the queue filled, and send said so")
 	assert.Zero(t, other.Load())
 }
+
+// TestCheckHealth: what a worker makes of Config.Health's outcomes.
+func TestCheckHealth(t *testing.T) {
+	assert.NoError(t, checkHealth(nil, time.Second), "no Health: healthy")
+	assert.NoError(t, checkHealth(func(context.Context) error { return nil }, time.Second))
+
+	err := checkHealth(func(context.Context) error { return errPoolDeadlocked }, time.Second)
+	assert.ErrorIs(t, err, errPoolDeadlocked)
+	assert.ErrorContains(t, err, "Config.Health: ")
+
+	err = checkHealth(func(context.Context) error { panic("nil map") }, time.Second)
+	assert.ErrorContains(t, err, "Config.Health panicked: nil map", "a panic is a failure, not a crash")
+
+	err = checkHealth(func(ctx context.Context) error {
+		_, bounded := ctx.Deadline()
+		assert.True(t, bounded, "the context has a deadline")
+		<-ctx.Done() // a check that would never end on its own
+		return ctx.Err()
+	}, time.Millisecond)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
