@@ -172,9 +172,10 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 
 // follow carries out the master's orders until the control socket ends.
 // The end of the socket means the master is gone: the worker drains rather
-// than live on as an orphan. Pings go to pings, so that a slow health
-// check never delays a drain; one that comes while the last is still being
-// answered goes unanswered, which the master counts against the worker.
+// than live on as an orphan. Pings go to pings, answered elsewhere, so
+// that a slow health check never delays a drain; a ping that finds an
+// earlier one still waiting there goes unanswered, which the master counts
+// against the worker.
 func (w *Worker) follow(pings chan<- uint64) {
 	for {
 		m, err := w.ctrl.receive()
