@@ -80,9 +80,11 @@ func TestAStoppedWorkerIsKilledAndReplaced(t *testing.T) {
 	require.Eventually(t, func() bool { return served.Load() >= 100 }, waitLimit, time.Millisecond, "the load runs")
 
 	stopped := pids[0]
+	stoppedAt := time.Now()
 	stopProcess(t, stopped)
 	hung := h.waitKind(Hung)
 	assert.Equal(t, stopped, hung.Pid)
+	t.Logf("hung %v after SIGSTOP (HeartbeatTimeout %v, a ping round %v)", hung.Time.Sub(stoppedAt).Round(time.Millisecond), testHeartbeat, testHeartbeat/4)
 	require.Error(t, hung.Err)
 	assert.Contains(t, hung.Err.Error(), "heartbeat unanswered")
 	exited := h.exitOf(stopped)
