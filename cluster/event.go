@@ -22,7 +22,8 @@ const (
 	// Draining: a worker was told to drain, its replacement being ready.
 	Draining
 	// ExitedPlanned: a worker the master was draining exited. No respawn:
-	// its replacement already serves.
+	// its replacement already serves (or, for a worker killed as Hung,
+	// was started at the kill).
 	ExitedPlanned
 	// ExitedAccidental: a worker exited without being asked (a crash, a
 	// signal, a non-zero exit). It will be respawned.
