@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"time"
@@ -80,6 +81,36 @@ type Config struct {
 	// draining worker to exit before it kills it with SIGKILL.
 	// MEMDRAIN_KILL_GRACE. Default: 5 s.
 	KillGrace time.Duration
+	// HeartbeatTimeout is how long a worker may leave the master's
+	// heartbeat unanswered before it is taken for hung: it is then killed
+	// with SIGKILL and replaced, and reported as a Hung event. The master
+	// pings each worker over its control socket every CheckInterval or
+	// quarter of HeartbeatTimeout, whichever is shorter, one ping
+	// outstanding at a time, and counts the timeout from the ping's sending, so a slow
+	// master never blames a worker. A worker is held to it once it has
+	// answered a ping or reported ready; one that hangs before, while it
+	// starts, is left to ReadyTimeout. A hung serving worker's in-flight
+	// requests fail with it: a hang leaves nothing better to do.
+	// MEMDRAIN_HEARTBEAT_TIMEOUT. Default: 5 ×
+	// CheckInterval, at least 2 s; at least 100 ms when set, since a
+	// shorter timeout takes a loaded machine's scheduling delays for hangs.
+	HeartbeatTimeout time.Duration
+	// Health, if set, is called in each worker on every heartbeat while
+	// the worker serves (after Ready, before its drain starts), with a
+	// context that ends after half of HeartbeatTimeout, so that a program
+	// can report that it is stuck while its process still runs (a
+	// deadlocked pool, a wedged connection to a database). An error, a
+	// panic, or a call that outlasts HeartbeatTimeout makes the master
+	// treat the worker as hung: it is killed with SIGKILL, its in-flight
+	// requests fail, and it is replaced; the Hung event carries the error.
+	// One failure is enough: a check that should tolerate a blip must do
+	// so itself. Calls never overlap. Health runs once a heartbeat interval
+	// (see HeartbeatTimeout), so it must be cheap. It is read in the
+	// worker, from the Config that the worker passes to Run. A program
+	// that wants to be replaced without losing a request calls
+	// Worker.Recycle instead.
+	Health func(context.Context) error
+
 	// MaxReplacements is how many replacements may run at once. Each one
 	// is an extra process beside the worker it replaces, so a fleet that
 	// crosses its limit together is recycled a few at a time.

@@ -51,6 +51,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 	assert.Equal(t, 30*time.Second, d.ReadyTimeout)
 	assert.Equal(t, 30*time.Second, d.DrainTimeout)
 	assert.Equal(t, 5*time.Second, d.KillGrace)
+	assert.Equal(t, 5*time.Second, d.HeartbeatTimeout, "5 × the default CheckInterval")
 	assert.Equal(t, 1, d.MaxReplacements)
 	assert.Equal(t, 100*time.Millisecond, d.BackoffMin)
 	assert.Equal(t, 30*time.Second, d.BackoffMax)
@@ -73,7 +74,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 func TestWithDefaultsLeavesOnlyOffFieldsZero(t *testing.T) {
 	zeroByDefault := []string{
 		"Listeners", "MaxMemory", "TotalMemory", "MaxRequests", "MaxRequestsJitter",
-		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent",
+		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health",
 	}
 	d := reflect.ValueOf(Config{}.withDefaults())
 	for i := range d.NumField() {
@@ -91,13 +92,30 @@ func TestWithDefaultsKeepsWhatIsSet(t *testing.T) {
 	c := Config{
 		Listen: []string{"unix:/tmp/x.sock"}, Workers: 3, Sampler: drain.USS, CheckInterval: time.Minute,
 		Consecutive: 2, SoftLimitRatio: -1, ReadyTimeout: time.Second, DrainTimeout: 2 * time.Second,
-		KillGrace: time.Millisecond, MaxReplacements: 2, BackoffMin: time.Second, BackoffMax: time.Hour,
+		KillGrace: time.Millisecond, HeartbeatTimeout: time.Minute, MaxReplacements: 2, BackoffMin: time.Second, BackoffMax: time.Hour,
 		StableAfter: time.Hour, CrashLimit: 9, CrashWindow: time.Hour, Logger: logger,
 	}
 	d := c.withDefaults()
 	assert.Equal(t, c, d)
 	assert.Equal(t, d, d.withDefaults(), "idempotent")
 	assert.Negative(t, d.SoftLimitRatio, "a negative ratio (off) is kept")
+}
+
+// The default HeartbeatTimeout follows CheckInterval, with a floor for
+// short intervals and no overflow for long ones.
+func TestTheDefaultHeartbeatTimeoutFollowsTheCheckInterval(t *testing.T) {
+	for _, tc := range []struct{ check, want time.Duration }{
+		{0, 5 * time.Second},
+		{50 * time.Millisecond, 2 * time.Second},
+		{400 * time.Millisecond, 2 * time.Second},
+		{2 * time.Second, 10 * time.Second},
+		{math.MaxInt64, math.MaxInt64},
+	} {
+		d := Config{CheckInterval: tc.check}.withDefaults()
+		assert.Equal(t, tc.want, d.HeartbeatTimeout, "CheckInterval %v", tc.check)
+	}
+	assert.Equal(t, 300*time.Millisecond, Config{CheckInterval: time.Minute, HeartbeatTimeout: 300 * time.Millisecond}.withDefaults().HeartbeatTimeout,
+		"a value that is set is kept")
 }
 
 func TestValidateAcceptsZeroAndDefaultsAndSensibleConfigs(t *testing.T) {
@@ -118,6 +136,7 @@ func TestValidateAcceptsZeroAndDefaultsAndSensibleConfigs(t *testing.T) {
 		{BackoffMin: 30 * time.Second},       // equal to the default BackoffMax
 		{BackoffMax: 100 * time.Millisecond}, // equal to the default BackoffMin
 		{DrainTimeout: 200 * time.Millisecond, KillGrace: 100 * time.Millisecond},
+		{HeartbeatTimeout: 100 * time.Millisecond}, {HeartbeatTimeout: time.Hour, CheckInterval: time.Minute},
 		{Sampler: drain.SamplerFunc(func(int) (uint64, error) { return 0, nil })},
 	} {
 		assert.NoError(t, c.Validate(), "%+v", c)
@@ -174,6 +193,9 @@ func TestValidateRejects(t *testing.T) {
 		{"negative backoff", Config{BackoffMin: -1 * time.Second}, []string{"Config.BackoffMin is -1s"}},
 		{"negative stable after", Config{StableAfter: -time.Second}, []string{"Config.StableAfter is -1s"}},
 		{"negative crash limit", Config{CrashLimit: -1}, []string{"Config.CrashLimit is -1", "the default 5"}},
+		{"negative heartbeat timeout", Config{HeartbeatTimeout: -time.Second}, []string{"Config.HeartbeatTimeout is -1s", "the default 5 × CheckInterval, at least 2s"}},
+		{"unitless heartbeat timeout", Config{HeartbeatTimeout: 5}, []string{"Config.HeartbeatTimeout is 5ns", "at least 1µs"}},
+		{"too short a heartbeat timeout", Config{HeartbeatTimeout: 50 * time.Millisecond}, []string{"Config.HeartbeatTimeout is 50ms", "at least 100ms", "kills healthy workers"}},
 		{"negative crash window", Config{CrashWindow: -time.Second}, []string{"Config.CrashWindow is -1s", "the default 1m0s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,6 +240,7 @@ func TestFromEnvReadsEveryVariable(t *testing.T) {
 		"MEMDRAIN_READY_TIMEOUT":       "10s",
 		"MEMDRAIN_DRAIN_TIMEOUT":       "25s",
 		"MEMDRAIN_KILL_GRACE":          "2s",
+		"MEMDRAIN_HEARTBEAT_TIMEOUT":   "3s",
 		"MEMDRAIN_MAX_REPLACEMENTS":    "2",
 		"MEMDRAIN_BACKOFF_MIN":         "50ms",
 		"MEMDRAIN_BACKOFF_MAX":         "1m",
@@ -242,6 +265,7 @@ func TestFromEnvReadsEveryVariable(t *testing.T) {
 		ReadyTimeout:      10 * time.Second,
 		DrainTimeout:      25 * time.Second,
 		KillGrace:         2 * time.Second,
+		HeartbeatTimeout:  3 * time.Second,
 		MaxReplacements:   2,
 		BackoffMin:        50 * time.Millisecond,
 		BackoffMax:        time.Minute,
@@ -331,6 +355,8 @@ func TestFromEnvRejects(t *testing.T) {
 		{"MEMDRAIN_MAX_AGE_JITTER", "5", []string{`did you mean "5s"?`}},
 		{"MEMDRAIN_READY_TIMEOUT", "soon", []string{"the default 30s"}},
 		{"MEMDRAIN_KILL_GRACE", "5 s", nil},
+		{"MEMDRAIN_HEARTBEAT_TIMEOUT", "5", []string{`did you mean "5s"?`, "the default 5 × CheckInterval, at least 2s"}},
+		{"MEMDRAIN_HEARTBEAT_TIMEOUT", "-1s", []string{"negative"}},
 		{"MEMDRAIN_MAX_REPLACEMENTS", "x", []string{"the default 1"}},
 		{"MEMDRAIN_BACKOFF_MIN", "100", []string{`did you mean "100ms"?`}},
 		{"MEMDRAIN_BACKOFF_MAX", "1d", nil},
@@ -381,7 +407,7 @@ func TestFromEnvReadsTheProcessEnvironment(t *testing.T) {
 // ones that cannot come from a string has a variable, and every variable
 // sets an existing field.
 func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
-	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent"}
+	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health"}
 	byField := map[string][]string{}
 	for _, e := range envVars {
 		byField[e.field] = append(byField[e.field], e.name)

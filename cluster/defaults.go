@@ -37,6 +37,18 @@ const (
 	// Sampler defaults to drain.RSS and Logger to slog.Default().
 )
 
+// HeartbeatTimeout defaults to heartbeatChecks × CheckInterval, and to no
+// less than minDefaultHeartbeat: a few missed check intervals make a hang,
+// but with a short CheckInterval (tests use 50 ms) a worker in a pause of
+// its collector or on a busy machine would miss them without being hung.
+// minHeartbeatTimeout is the shortest that Validate takes: below it, a
+// healthy worker on a loaded machine misses its heartbeat and is killed.
+const (
+	heartbeatChecks     = 5
+	minDefaultHeartbeat = 2 * time.Second
+	minHeartbeatTimeout = 100 * time.Millisecond
+)
+
 // Bounds that Validate enforces beyond the signs.
 const (
 	// maxWorkers is far beyond any machine's sensible process count; more
@@ -75,6 +87,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ReadyTimeout, defaultReadyTimeout)
 	setDefault(&c.DrainTimeout, defaultDrainTimeout)
 	setDefault(&c.KillGrace, defaultKillGrace)
+	setDefault(&c.HeartbeatTimeout, defaultHeartbeat(c.CheckInterval))
 	setDefault(&c.MaxReplacements, defaultMaxReplacements)
 	setDefault(&c.BackoffMin, defaultBackoffMin)
 	setDefault(&c.BackoffMax, defaultBackoffMax)
@@ -85,6 +98,16 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// defaultHeartbeat returns HeartbeatTimeout's default for a CheckInterval
+// (already defaulted): heartbeatChecks intervals, at least
+// minDefaultHeartbeat, without overflow.
+func defaultHeartbeat(checkInterval time.Duration) time.Duration {
+	if checkInterval > math.MaxInt64/heartbeatChecks {
+		return math.MaxInt64
+	}
+	return max(heartbeatChecks*checkInterval, minDefaultHeartbeat)
 }
 
 func setDefault[T int | float64 | time.Duration](p *T, def T) {
@@ -111,6 +134,9 @@ func setDefault[T int | float64 | time.Duration](p *T, def T) {
 // be ignored), a listener that cannot be shared with a worker process, and
 // drain.GoRuntime as Sampler (it measures only the process that calls it,
 // and the master measures its workers).
+//
+// It also rejects a HeartbeatTimeout under 100 ms, which would kill
+// healthy workers on a busy machine.
 //
 // Validate does not check that the memory limits fit in the memory the
 // process may use; New does that in the master.
@@ -227,6 +253,11 @@ func (c Config) Validate() error {
 				time.Duration(math.MaxInt64-d.KillGrace), d.KillGrace)
 		}
 	}
+	duration("HeartbeatTimeout", c.HeartbeatTimeout, heartbeatDefault)
+	if c.HeartbeatTimeout >= minDuration && c.HeartbeatTimeout < minHeartbeatTimeout {
+		bad("HeartbeatTimeout", c.HeartbeatTimeout, "0 for %s, or at least %v: a shorter timeout kills healthy workers on a busy machine",
+			heartbeatDefault, minHeartbeatTimeout)
+	}
 	count("MaxReplacements", c.MaxReplacements, byDefault(defaultMaxReplacements))
 
 	duration("BackoffMin", c.BackoffMin, byDefault(defaultBackoffMin))
@@ -249,6 +280,9 @@ func (c Config) Validate() error {
 
 // byDefault says, in errors, what zero means for a field with a default.
 func byDefault(def any) string { return fmt.Sprintf("the default %v", def) }
+
+// heartbeatDefault says, in errors, what a zero HeartbeatTimeout means.
+var heartbeatDefault = fmt.Sprintf("the default %d × CheckInterval, at least %v", heartbeatChecks, minDefaultHeartbeat)
 
 // defaultNote marks a value in an error as the default the user did not set.
 func defaultNote(isDefault bool) string {

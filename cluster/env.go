@@ -147,6 +147,8 @@ var envVars = []envVar{
 		"s", byDefault(defaultDrainTimeout)),
 	durationVar("MEMDRAIN_KILL_GRACE", "KillGrace", func(c *Config) *time.Duration { return &c.KillGrace },
 		"s", byDefault(defaultKillGrace)),
+	durationVar("MEMDRAIN_HEARTBEAT_TIMEOUT", "HeartbeatTimeout", func(c *Config) *time.Duration { return &c.HeartbeatTimeout },
+		"s", heartbeatDefault),
 	countVar("MEMDRAIN_MAX_REPLACEMENTS", "MaxReplacements", func(c *Config) *int { return &c.MaxReplacements },
 		byDefault(defaultMaxReplacements)),
 	durationVar("MEMDRAIN_BACKOFF_MIN", "BackoffMin", func(c *Config) *time.Duration { return &c.BackoffMin },

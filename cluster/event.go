@@ -22,7 +22,8 @@ const (
 	// Draining: a worker was told to drain, its replacement being ready.
 	Draining
 	// ExitedPlanned: a worker the master was draining exited. No respawn:
-	// its replacement already serves.
+	// its replacement already serves (or, for a worker killed as Hung,
+	// was started at the kill).
 	ExitedPlanned
 	// ExitedAccidental: a worker exited without being asked (a crash, a
 	// signal, a non-zero exit). It will be respawned.
@@ -48,6 +49,14 @@ const (
 	// last cause. The workers it was to replace were never drained and
 	// keep serving until the next reload.
 	ReloadFailed
+	// Hung: a worker left its heartbeat unanswered for HeartbeatTimeout,
+	// or its Config.Health failed (Event.Err says which), and was killed
+	// with SIGKILL. A serving worker's slot gets a new worker at once,
+	// with no backoff, and the kill does not count toward CrashLimit: it
+	// is the master's decision, like Killed, and giving up would drain the
+	// workers that still serve. A hung starting worker is retried like a
+	// ReadyTimeout; a hung draining worker's drain ends there.
+	Hung
 )
 
 var eventNames = [...]string{
@@ -63,6 +72,7 @@ var eventNames = [...]string{
 	ConfigProblem:    "config-problem",
 	GiveUp:           "give-up",
 	ReloadFailed:     "reload-failed",
+	Hung:             "hung",
 }
 
 // String returns the kind's name, such as "exited-planned".

@@ -327,11 +327,22 @@ func TestAWorkerThatCannotBeToldToDrainGetsTheSignalTheLogNames(t *testing.T) {
 	workerEnd.Close() // the worker's end is gone: the drain message cannot be sent
 	defer conn.Close()
 	s := &slot{}
-	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateServing, readyWait: time.NewTimer(time.Hour)}
+	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateServing, readyWait: time.NewTimer(time.Hour)}
+	p.ctrl = newLink(conn, time.Second, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
+	defer p.ctrl.close()
 	s.current = p
+	m.procs[p.pid] = p
 
 	m.drainProc(p, drain.Manual)
 	p.killWait.Stop()
+	select {
+	case ev := <-m.events:
+		failed, ok := ev.(evSendFailed)
+		require.True(t, ok, "the failed send reaches the loop, got %T", ev)
+		m.onSendFailed(failed.p, failed.m, failed.err)
+	case <-time.After(waitLimit):
+		t.Fatal("the failed send never reached the loop")
+	}
 	_ = cmd.Wait()
 	status, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	require.True(t, ok)
@@ -353,7 +364,8 @@ func TestAWorkerReadyDuringAShutdownIsDrainedForTheShutdownsReason(t *testing.T)
 	defer conn.Close()
 	defer workerEnd.Close()
 	s := &slot{}
-	p := &proc{slot: s, pid: 1, ctrl: newChannel(conn), state: StateStarting, started: time.Now(), readyWait: time.NewTimer(time.Hour)}
+	p := &proc{slot: s, pid: 1, ctrl: newLink(conn, time.Second, func(message, error) {}), state: StateStarting, started: time.Now(), readyWait: time.NewTimer(time.Hour)}
+	defer p.ctrl.close()
 	s.current = p
 	m.procs[1] = p
 

@@ -3,6 +3,8 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -47,6 +49,7 @@ const (
 	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
 	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
 	asksWithBadReason     = "asks-bad"     // the first worker of a slot asks to be recycled with an invalid reason
+	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
@@ -54,9 +57,26 @@ const (
 
 var retainedAtStart []byte
 
+// errPoolDeadlocked is what Config.Health of unhealthyOnMarker returns.
+var errPoolDeadlocked = errors.New("connection pool deadlocked")
+
+// unhealthyMarker names the file, in TEST_MARKER_DIR, that makes the
+// worker pid unhealthy.
+func unhealthyMarker(pid int) string { return "unhealthy-" + strconv.Itoa(pid) }
+
 func testWorker(behaviour string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	err := Run(Config{Logger: log}, func(w *Worker) error {
+	cfg := Config{Logger: log}
+	if behaviour == unhealthyOnMarker {
+		marker := filepath.Join(os.Getenv(testWorkerMarkerDir), unhealthyMarker(os.Getpid()))
+		cfg.Health = func(context.Context) error {
+			if _, err := os.Stat(marker); err == nil {
+				return errPoolDeadlocked
+			}
+			return nil
+		}
+	}
+	err := Run(cfg, func(w *Worker) error {
 		switch behaviour {
 		case crashAtOnce:
 			os.Exit(3)

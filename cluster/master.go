@@ -38,6 +38,7 @@ type master struct {
 	lastReload reloadState
 	giveUpErr  error
 	sampleNext *time.Timer
+	beatNext   *time.Timer // the next round of heartbeat pings
 }
 
 // slot is one of the Workers places. It holds the serving process and,
@@ -60,7 +61,7 @@ type proc struct {
 	slot       *slot
 	pid        int
 	cmd        *exec.Cmd
-	ctrl       *channel
+	ctrl       *link
 	handoff    *net.UnixConn   // the master's end of the hand-off socket
 	handoffOut chan passedConn // connections routed to this worker
 	state      WorkerState
@@ -82,6 +83,7 @@ type proc struct {
 	failed     error        // why the master killed it before it was ready
 	readyWait  *time.Timer
 	killWait   *time.Timer
+	beat       beat
 }
 
 // Events that reach the loop.
@@ -126,6 +128,8 @@ func (m *master) loop() error {
 	m.sampleNext = time.AfterFunc(time.Hour, func() { m.post(evSample{}) })
 	defer m.sampleNext.Stop()
 	m.scheduleSample()
+	m.beatNext = time.AfterFunc(m.heartbeatInterval(), func() { m.post(evHeartbeat{}) })
+	defer m.beatNext.Stop()
 	for {
 		if m.stopping && len(m.procs) == 0 {
 			return m.giveUpErr
@@ -158,6 +162,15 @@ func (m *master) loop() error {
 			ev.reply <- m.status()
 		case evHandoff:
 			m.routeHandoff(ev)
+		case evHeartbeat:
+			m.heartbeat()
+			m.beatNext.Reset(m.heartbeatInterval())
+		case evSendFailed:
+			m.onSendFailed(ev.p, ev.m, ev.err)
+		case evClosed:
+			if m.alive(ev.p) {
+				ev.p.beat.closed = true
+			}
 		}
 		m.pump()
 		m.scheduleSample()
@@ -170,6 +183,7 @@ func (m *master) onMessage(p *proc, msg message) {
 	}
 	switch msg.Type {
 	case msgReady:
+		m.judgeFrom(p, msg)
 		m.onReady(p)
 	case msgRecycle:
 		reason := msg.Reason
@@ -184,6 +198,8 @@ func (m *master) onMessage(p *proc, msg message) {
 		}
 	case msgStats:
 		p.inFlight, p.served = msg.InFlight, msg.Served
+	case msgPong:
+		m.onPong(p, msg)
 	}
 }
 
@@ -210,7 +226,7 @@ func (m *master) emit(e Event) {
 	switch e.Kind {
 	case ExitedAccidental, ReadyTimeout, Killed, OverLimit:
 		level = slog.LevelWarn
-	case ConfigProblem, GiveUp, ReloadFailed:
+	case ConfigProblem, GiveUp, ReloadFailed, Hung:
 		level = slog.LevelError
 	}
 	m.log.Log(context.Background(), level, strings.ReplaceAll(e.Kind.String(), "-", " "), attrs...)

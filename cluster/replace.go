@@ -70,10 +70,16 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 	}
 	m.emit(Event{Kind: Draining, Worker: p.slot.id, Pid: p.pid, Reason: reason, Memory: p.memory})
 	if err := p.ctrl.send(message{Type: msgDrain, Reason: reason}); err != nil {
-		m.log.Warn("telling a worker to drain failed; stopping it with SIGTERM", "worker", p.slot.id, "pid", p.pid, "err", err)
-		p.cmd.Process.Signal(syscall.SIGTERM) // a worker drains on it, as on the message
+		m.drainBySignal(p, err)
 	}
 	p.killWait = time.AfterFunc(m.cfg.DrainTimeout+m.cfg.KillGrace, func() { m.post(evKillTimeout{p}) })
+}
+
+// drainBySignal stops p with SIGTERM, on which a worker drains as on the
+// message, when the drain message could not be sent.
+func (m *master) drainBySignal(p *proc, err error) {
+	m.log.Warn("telling a worker to drain failed; stopping it with SIGTERM", "worker", p.slot.id, "pid", p.pid, "err", err)
+	p.cmd.Process.Signal(syscall.SIGTERM)
 }
 
 // enqueue asks for p to be replaced and reports whether it was queued: not

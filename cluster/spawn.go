@@ -89,6 +89,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		Addrs:         m.addrs,
 		DrainTimeout:  m.cfg.DrainTimeout,
 		StatsInterval: m.cfg.CheckInterval,
+		Heartbeat:     m.cfg.HeartbeatTimeout,
 	}
 	if m.cfg.MaxMemory > 0 && m.cfg.SoftLimitRatio > 0 {
 		spec.SoftLimit = int64(float64(m.cfg.MaxMemory) * m.cfg.SoftLimitRatio)
@@ -108,8 +109,9 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		handoff.Close()
 		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
 	}
-	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, ctrl: newChannel(conn), state: StateStarting, started: time.Now(), reloads: m.reloads,
+	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateStarting, started: time.Now(), reloads: m.reloads,
 		handoff: handoff.(*net.UnixConn), handoffOut: make(chan passedConn, 256)}
+	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
 	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
 	if m.cfg.MaxAge > 0 {
 		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
@@ -118,6 +120,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		for {
 			msg, err := p.ctrl.receive()
 			if err != nil {
+				m.post(evClosed{p})
 				return
 			}
 			m.post(evMessage{p, msg})

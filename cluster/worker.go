@@ -40,6 +40,7 @@ type workerSpec struct {
 	MaxMemory     int64         `json:"max_memory,omitempty"`   // the recycle limit, where the soft limit rises to
 	MaxRequests   uint64        `json:"max_requests,omitempty"` // this worker's quota, jitter included
 	StatsInterval time.Duration `json:"stats_interval"`
+	Heartbeat     time.Duration `json:"heartbeat"` // HeartbeatTimeout: Config.Health gets half of it
 }
 
 // IsWorker reports whether this process was started by a cluster master as
@@ -73,6 +74,7 @@ type Worker struct {
 	served    atomic.Uint64
 	inFlight  atomic.Int64 // requests, which the Controller does not count under Serve
 	asked     atomic.Bool  // a recycle was requested
+	ready     atomic.Bool  // Ready told the master
 }
 
 // Ready tells the master that this worker serves, so the worker it
@@ -84,9 +86,10 @@ func (w *Worker) Ready() {
 		return // told to stop before it served: ready would drain the worker it replaces
 	}
 	w.readyOnce.Do(func() {
-		if err := w.ctrl.send(message{Type: msgReady}); err != nil {
+		if err := w.ctrl.send(message{Type: msgReady, Pongs: true}); err != nil {
 			w.Logger.Warn("telling the master ready failed", "err", err)
 		}
+		w.ready.Store(true)
 	})
 }
 
@@ -183,7 +186,9 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 	}
 	w := &Worker{ID: spec.ID, Listeners: shared, Controller: c, Logger: log, spec: spec, ctrl: ctrl}
 
-	go w.follow()
+	pings, stopAnswering := w.answerPings(cfg.Health)
+	defer stopAnswering()
+	go w.follow(pings)
 	stopSignals := drainOnSignal(c)
 	defer stopSignals()
 	stopStats := w.reportStats()
@@ -193,8 +198,11 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 
 // follow carries out the master's orders until the control socket ends.
 // The end of the socket means the master is gone: the worker drains rather
-// than live on as an orphan.
-func (w *Worker) follow() {
+// than live on as an orphan. Pings go to pings, answered elsewhere, so
+// that a slow health check never delays a drain; a ping that finds an
+// earlier one still waiting there goes unanswered, which the master counts
+// against the worker.
+func (w *Worker) follow(pings chan<- uint64) {
 	for {
 		m, err := w.ctrl.receive()
 		if err != nil {
@@ -203,8 +211,14 @@ func (w *Worker) follow() {
 			}
 			return
 		}
-		if m.Type == msgDrain {
+		switch m.Type {
+		case msgDrain:
 			w.Controller.Start(m.Reason)
+		case msgPing:
+			select {
+			case pings <- m.Seq:
+			default:
+			}
 		}
 	}
 }
