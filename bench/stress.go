@@ -39,7 +39,7 @@ var scenarios = []scenario{
 	{key: "h2c", name: "HTTP/2 h2c with pauses, recycles", run: h2cScenario},
 	{key: "h2-tls", name: "HTTP/2 over TLS with pauses, recycles", run: h2TLSScenario},
 	{key: "fast-leak", name: "fast leak, ~200 MiB/s a worker", run: fastLeakScenario},
-	{key: "standard-leak", name: "standard leak, ~20 MiB/s a worker", run: standardLeakScenario},
+	{key: "standard-leak", name: "standard leak, ~20 MiB/s a worker", gate: true, run: standardLeakScenario},
 	{key: "slow-drain", name: "recycle during a slow drain", run: slowDrainScenario},
 	{key: "bad-deploy", name: "bad deploy (binary exits 3), SIGHUP", run: badDeployScenario},
 	{key: "shutdown", name: "shutdown (SIGTERM) under load", run: shutdownScenario},

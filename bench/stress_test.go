@@ -245,3 +245,20 @@ func TestEveryScenarioHasAKeyAndRun(t *testing.T) {
 		seen[s.key] = true
 	}
 }
+
+func TestOnlyGatedScenariosFailTheRun(t *testing.T) {
+	p := &stressPart{Rows: []stressRow{
+		{Key: "a", Gate: true, Pass: true},
+		{Key: "b", Gate: false, Pass: false, Failed: 3, Requests: 9},
+		{Key: "c", Gate: true, Pass: false, Failed: 1, Requests: 9, Failures: map[string]int{"eof": 1}},
+	}}
+	errs := p.gateFailures()
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `"c"`) || !strings.Contains(errs[0].Error(), "eof 1") {
+		t.Fatalf("gateFailures = %v; want one error, for the gated scenario c that failed, with its failures", errs)
+	}
+	var out strings.Builder
+	p.print(&out)
+	if !strings.Contains(out.String(), "FAIL (gate)") || !strings.Contains(out.String(), "pass (gate)") {
+		t.Fatalf("the table does not mark the gated rows:\n%s", out.String())
+	}
+}
