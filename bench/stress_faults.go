@@ -115,7 +115,7 @@ func badDeployScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 	hold(ctx, pick(env, 8*time.Second, 4*time.Second), c.proc.exited)
 	crashes := c.count(mark, func(e event) bool { return e.Kind == kindAccidental || e.Kind == "ready-timeout" })
 	masterUp := c.proc.running() == nil
-	row.notef("%d failed starts", crashes)
+	row.notef("%d failed starts, %d reload-failed events", crashes, c.count(mark, func(e event) bool { return e.Kind == "reload-failed" }))
 	reloadOK := false
 	if masterUp {
 		if err := replaceFile(bin, good); err != nil {
