@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,10 +127,21 @@ func send(c *http.Client, method, url string) outcome {
 	}
 	o.end = time.Now()
 	if err != nil {
-		o.failure = loadgen.Classify(err)
+		o.failure = failureKind(err)
 	}
 	o.retried = a.retried()
 	return o
+}
+
+// failureKind is loadgen's kind of a transport error, without the method
+// and URL that every "other" message would start with.
+func failureKind(err error) string {
+	kind := loadgen.Classify(err)
+	var ue *url.Error
+	if strings.HasPrefix(kind, "other: ") && errors.As(err, &ue) {
+		return "other: " + ue.Err.Error()
+	}
+	return kind
 }
 
 // tally collects the outcomes of a scenario's load.

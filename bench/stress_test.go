@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -260,5 +261,17 @@ func TestOnlyGatedScenariosFailTheRun(t *testing.T) {
 	p.print(&out)
 	if !strings.Contains(out.String(), "FAIL (gate)") || !strings.Contains(out.String(), "pass (gate)") {
 		t.Fatalf("the table does not mark the gated rows:\n%s", out.String())
+	}
+}
+
+func TestFailureKindDropsTheURL(t *testing.T) {
+	c := clientSpec{proto: http1TLS, timeout: 10 * time.Second}.client()
+	defer c.CloseIdleConnections()
+	// A plain HTTP server asked for HTTPS: an "other" failure.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	o := send(c, http.MethodGet, "https"+strings.TrimPrefix(srv.URL, "http"))
+	if !strings.HasPrefix(o.failure, "other: ") || strings.Contains(o.failure, "127.0.0.1") {
+		t.Fatalf("failure %q; want an other: kind without the URL", o.failure)
 	}
 }
