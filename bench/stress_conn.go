@@ -93,9 +93,12 @@ func (c *delayConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// Close closes the connection before it wakes a waiting Write, so that
+// the Write fails on the closed connection rather than slip through.
 func (c *delayConn) Close() error {
+	err := c.Conn.Close()
 	c.closeOnce.Do(func() { close(c.closed) })
-	return c.Conn.Close()
+	return err
 }
 
 // sleep waits d, or until the connection is closed (then the Write fails
