@@ -8,7 +8,11 @@
 //     example program, driven from here), with
 //  4. the baseline in the same part: each worker shuts itself down with
 //     http.Server.Shutdown over the limit and is respawned after it exited;
-//  5. scale: the master's CPU and memory with 1 to 64 idle workers.
+//  5. stress: the scenarios of issue 7 (a reload under 2,000 clients,
+//     clients far away, HTTP/2, fast leaks, a bad deploy, shutdown, a hung
+//     worker), one table row each; a gated scenario that misses its
+//     target fails the run;
+//  6. scale: the master's CPU and memory with 1 to 64 idle workers.
 //
 // Run it from bench/ (a module of its own, so that the plotting library
 // stays out of memdrain's go.mod):
@@ -87,6 +91,13 @@ func run(ctx context.Context, o *options, stdout io.Writer) error {
 				if o.out != "" {
 					err = writePlots(o.out, p)
 				}
+			}
+		case "stress":
+			var p *stressPart
+			p, err = runStressPart(ctx, o.stress, tmp, prog)
+			if err == nil {
+				result = p
+				problems = append(problems, p.gateFailures()...)
 			}
 		case "scale":
 			result, err = runScalePart(ctx, o.scale, tmp, prog)

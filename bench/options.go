@@ -14,7 +14,7 @@ import (
 )
 
 // partNames are the parts, in the order they run.
-var partNames = []string{"latency", "middleware", "recycle", "scale"}
+var partNames = []string{"latency", "middleware", "recycle", "stress", "scale"}
 
 // options is the harness's configuration, from its flags.
 type options struct {
@@ -27,6 +27,7 @@ type options struct {
 	benchTime time.Duration
 	load      loadConfig
 	scale     scaleConfig
+	stress    stressConfig
 }
 
 // parseFlags parses the command line. A bad value is an error naming the
@@ -40,6 +41,7 @@ func parseFlags(args []string) (*options, error) {
 		parts        = fs.String("part", "all", "parts to run: all, or a comma-separated list of "+strings.Join(partNames, ", "))
 		limit        = fs.String("limit", "150Mi", "recycle: each worker's memory limit (150Mi, 1Gi)")
 		scaleWorkers = fs.String("scale-workers", "1,8,32,64", "scale: the worker counts to measure, comma-separated")
+		stressOnly   = fs.String("scenarios", "all", "stress: scenarios to run: all, or a comma-separated list of "+strings.Join(scenarioKeys(), ", "))
 	)
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per part instead of tables")
 	fs.BoolVar(&o.smoke, "smoke", false, "a few seconds a part; fail if the harness breaks or memdrain loses a request")
@@ -55,6 +57,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.load.WorkMillis, "ms", 20, "recycle: milliseconds each request works")
 	fs.IntVar(&o.load.LeakKiB, "leak", 24, "recycle: KiB each request leaks")
 	fs.DurationVar(&o.load.CheckInterval, "check-interval", time.Second, "recycle and scale: longest time between two memory samples of a worker")
+	fs.DurationVar(&o.stress.Duration, "stress-duration", 10*time.Second, "stress: how long the load of each recycling scenario lasts")
+	fs.BoolVar(&o.stress.Short, "stress-short", false, "stress: the smoke run's smaller scenarios (2,000 clients become 200; -smoke sets it)")
 	fs.DurationVar(&o.scale.Measure, "scale-measure", 10*time.Second, "scale: how long to measure the master's CPU for each worker count")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run . [flags]   (in bench/)\n\n")
@@ -87,6 +91,9 @@ func parseFlags(args []string) (*options, error) {
 	if o.load.Limit == 0 {
 		return nil, fmt.Errorf("-limit is %q; accepted: a memory size such as 150Mi (the workers must be recycled)", *limit)
 	}
+	if o.stress.Scenarios, err = parseScenarios(*stressOnly); err != nil {
+		return nil, err
+	}
 	if o.scale.Workers, err = parseCounts(*scaleWorkers); err != nil {
 		return nil, fmt.Errorf("-scale-workers: %w", err)
 	}
@@ -118,6 +125,7 @@ func parseFlags(args []string) (*options, error) {
 		{"duration", o.load.Duration, time.Second},
 		{"check-interval", o.load.CheckInterval, drain.MinCheckInterval},
 		{"scale-measure", o.scale.Measure, time.Second},
+		{"stress-duration", o.stress.Duration, time.Second},
 	} {
 		if d.v < d.lo {
 			return nil, fmt.Errorf("-%s is %v; accepted: a duration of at least %v", d.name, d.v, d.lo)
@@ -157,6 +165,31 @@ func smokeDefaults(o *options, set map[string]bool, limit, scaleWorkers *string)
 	if !set["scale-measure"] {
 		o.scale.Measure = 2 * time.Second
 	}
+	if !set["stress-short"] {
+		o.stress.Short = true
+	}
+	if !set["stress-duration"] {
+		o.stress.Duration = 3 * time.Second
+	}
+}
+
+// parseScenarios parses -scenarios.
+func parseScenarios(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "all" {
+		return scenarioKeys(), nil
+	}
+	var keys []string
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if !slices.Contains(scenarioKeys(), k) {
+			return nil, fmt.Errorf("-scenarios %q: unknown scenario %q; accepted: all, or a comma-separated list of %s", s, k, strings.Join(scenarioKeys(), ", "))
+		}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b string) int { return slices.Index(scenarioKeys(), a) - slices.Index(scenarioKeys(), b) })
+	return keys, nil
 }
 
 // parseParts parses -part.

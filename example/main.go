@@ -61,6 +61,7 @@ type options struct {
 	eventsJSON    bool
 	statusEvery   time.Duration
 	baseline      bool
+	protocols     protocolFlags
 }
 
 func main() {
@@ -79,6 +80,7 @@ func main() {
 	flag.BoolVar(&o.eventsJSON, "events-json", false, "print every supervisor event as a JSON line on stdout, instead of the human report")
 	flag.DurationVar(&o.statusEvery, "status-every", 100*time.Millisecond, "with -events-json: print every worker's status this often (0: never)")
 	flag.BoolVar(&o.baseline, "baseline", false, "the usual approach instead of memdrain's: each worker shuts itself down (http.Server.Shutdown) over -max-memory, and the master respawns it after it exited")
+	o.protocols.register(flag.CommandLine)
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
@@ -97,6 +99,9 @@ func run(o options) error {
 	}
 	if o.baseline && limit == 0 {
 		return errors.New("-baseline needs a -max-memory limit: it is the limit the workers shut themselves down at")
+	}
+	if err := o.protocols.check(o.load); err != nil {
+		return err
 	}
 	level := slog.LevelError
 	if o.verbose {
@@ -123,7 +128,11 @@ func run(o options) error {
 			if o.baseline {
 				return serveBaseline(w, limit, cfg.CheckInterval, events)
 			}
-			return w.Serve(&http.Server{Handler: leaky.Handler(), ReadHeaderTimeout: 10 * time.Second})
+			srv, err := o.protocols.server(leaky.Handler())
+			if err != nil {
+				return err
+			}
+			return w.Serve(srv)
 		})
 	}
 	if !o.eventsJSON {

@@ -4,6 +4,7 @@ package leaky
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 //	                       requests, then retains K KiB forever, written so
 //	                       that it counts in RSS; answers 200 "ok" with
 //	                       header X-Worker-Pid
+//	POST /work?ms=M&leak=K the same, after reading the body (a client that
+//	                       Go's transport never retries silently)
 //	GET /health            answers 200
 //
 // Bad parameters are answered 400, naming the parameter.
@@ -25,7 +28,10 @@ func Handler() http.Handler {
 	var retained [][]byte
 	pid := strconv.Itoa(os.Getpid())
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /work", func(w http.ResponseWriter, r *http.Request) {
+	work := func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			return // the client went away mid-body
+		}
 		ms, err := param(r, "ms", 0, 60_000)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -56,7 +62,9 @@ func Handler() http.Handler {
 		}
 		w.Header().Set("X-Worker-Pid", pid)
 		w.Write([]byte("ok"))
-	})
+	}
+	mux.HandleFunc("GET /work", work)
+	mux.HandleFunc("POST /work", work)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Worker-Pid", pid)
 		w.Write([]byte("ok"))

@@ -120,8 +120,14 @@ func Run(ctx context.Context, cfg Config) Result {
 }
 
 func do(ctx context.Context, client *http.Client, cfg Config) Outcome {
-	var attempts atomic.Int32
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { attempts.Add(1) }}
+	// Every try takes a connection (GotConn, reported by HTTP/2 itself
+	// too) and writes the request (WroteRequest, even when the write
+	// failed): more than one of either is a retry by the transport.
+	var conns, writes atomic.Int32
+	trace := &httptrace.ClientTrace{
+		GotConn:      func(httptrace.GotConnInfo) { conns.Add(1) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { writes.Add(1) },
+	}
 	o := Outcome{Start: time.Now()}
 	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, cfg.URL, nil)
 	if err != nil {
@@ -138,7 +144,7 @@ func do(ctx context.Context, client *http.Client, cfg Config) Outcome {
 		}
 	}
 	o.End = time.Now()
-	o.Retried = attempts.Load() > 1
+	o.Retried = conns.Load() > 1 || writes.Load() > 1
 	switch {
 	case err != nil && ctx.Err() != nil:
 		o.Failure = "canceled"

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A stress scenario's cluster: the example, started as a master on a free
+// port of 127.0.0.1, its events kept, its workers' peak memory watched.
+
+// clusterSpec is how a scenario starts the example.
+type clusterSpec struct {
+	bin          string
+	workers      int
+	limit        uint64
+	drainTimeout time.Duration // zero: the example's default
+	args         []string      // more flags: -tls, -h2c
+}
+
+// guardRatio stops a scenario's load when a worker passes this multiple
+// of its limit: the figure is already a failure, and a leak left running
+// would take the machine's memory.
+const guardRatio = 6
+
+type stressCluster struct {
+	proc  *exampleProc
+	addr  string
+	limit uint64
+
+	mu      sync.Mutex
+	events  []event
+	live    map[int]int // pid -> slot
+	peak    uint64      // the highest VmHWM of any worker so far
+	changed chan struct{}
+	guard   chan struct{} // closed when a worker passed guardRatio × limit
+
+	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
+}
+
+// startCluster starts the example and waits until every worker reported
+// ready.
+func startCluster(ctx context.Context, s clusterSpec) (*stressCluster, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	c := &stressCluster{addr: addr, limit: s.limit, live: map[int]int{}, changed: make(chan struct{}), guard: make(chan struct{})}
+	args := []string{
+		"-events-json", "-status-every", "0", "-load=false", "-addr", addr,
+		"-workers", strconv.Itoa(s.workers), "-max-memory", strconv.FormatUint(s.limit, 10),
+	}
+	if s.drainTimeout > 0 {
+		args = append(args, "-drain-timeout", s.drainTimeout.String())
+	}
+	c.proc, err = startExample(s.bin, append(args, s.args...), c.handle)
+	if err != nil {
+		return nil, err
+	}
+	watchCtx, stop := context.WithCancel(ctx)
+	c.stopWatch = stop
+	c.watching.Add(1)
+	go func() {
+		defer c.watching.Done()
+		c.watchMemory(watchCtx)
+	}()
+	ready := func(e event) bool { return e.Kind == kindReady }
+	if _, err := c.waitCount(ctx, 0, s.workers, 30*time.Second, ready); err != nil {
+		c.close()
+		return nil, fmt.Errorf("starting the example: %w", err)
+	}
+	return c, nil
+}
+
+// handle keeps an event; it runs on the one goroutine reading the
+// example's output.
+func (c *stressCluster) handle(e event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, e)
+	switch {
+	case e.Kind == kindStarted && e.Pid != 0:
+		c.live[e.Pid] = e.Worker
+	case e.isExit():
+		delete(c.live, e.Pid)
+	}
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// mark returns the number of events so far, to wait for later ones.
+func (c *stressCluster) mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.events)
+}
+
+// waitCount waits until n events from index from on match, and returns
+// the last of them. It fails after timeout, when ctx ends, or when the
+// master exited.
+func (c *stressCluster) waitCount(ctx context.Context, from, n int, timeout time.Duration, match func(event) bool) (event, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		got, last := 0, event{}
+		for _, e := range c.events[min(from, len(c.events)):] {
+			if match(e) {
+				got++
+				last = e
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		if got >= n {
+			return last, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return event{}, ctx.Err()
+		case <-c.proc.exited:
+			return event{}, c.proc.running()
+		case <-deadline.C:
+			return event{}, fmt.Errorf("%d of %d events awaited in %v", got, n, timeout)
+		}
+	}
+}
+
+// count returns the number of events from index from on that match.
+func (c *stressCluster) count(from int, match func(event) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, e := range c.events[min(from, len(c.events)):] {
+		if match(e) {
+			n++
+		}
+	}
+	return n
+}
+
+// workers returns the live workers' pids by slot.
+func (c *stressCluster) workers() map[int]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	bySlot := map[int]int{}
+	for pid, slot := range c.live {
+		bySlot[slot] = pid
+	}
+	return bySlot
+}
+
+// watchMemory reads every live worker's peak RSS each sampleEvery, until
+// ctx ends, and closes guard when one passed guardRatio × the limit.
+func (c *stressCluster) watchMemory(ctx context.Context) {
+	ticker := time.NewTicker(sampleEvery)
+	defer ticker.Stop()
+	guarded := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		c.mu.Lock()
+		pids := make([]int, 0, len(c.live))
+		for pid := range c.live {
+			pids = append(pids, pid)
+		}
+		c.mu.Unlock()
+		for _, pid := range pids {
+			peak, err := peakRSS(pid)
+			if err != nil {
+				continue // it exited since
+			}
+			c.mu.Lock()
+			c.peak = max(c.peak, peak)
+			over := c.limit > 0 && c.peak > guardRatio*c.limit
+			c.mu.Unlock()
+			if over && !guarded {
+				guarded = true
+				close(c.guard)
+			}
+		}
+	}
+}
+
+// peakRatio returns the highest RSS any worker reached, over the limit.
+func (c *stressCluster) peakRatio() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return float64(c.peak) / float64(max(c.limit, 1))
+}
+
+// close stops the example (its master and workers) and the watch.
+func (c *stressCluster) close() error {
+	defer func() {
+		c.stopWatch()
+		c.watching.Wait()
+	}()
+	return c.proc.stop(20 * time.Second)
+}
+
+// closeInto closes c and notes on row a failure to stop it, unless the
+// master had already exited (the scenario reports that itself).
+func (c *stressCluster) closeInto(row *stressRow) {
+	exited := c.proc.running() != nil
+	if err := c.close(); err != nil && !exited {
+		row.notef("stopping the example: %v", err)
+	}
+}
