@@ -17,7 +17,7 @@ import (
 
 func (m *master) onExit(p *proc, err error) {
 	delete(m.procs, p.pid)
-	p.stopHandoffs()
+	p.handoffs.close()
 	p.readyWait.Stop()
 	if p.killWait != nil {
 		p.killWait.Stop()
@@ -205,7 +205,7 @@ func (m *master) killAll() {
 		switch ev := (<-m.events).(type) {
 		case evExit:
 			delete(m.procs, ev.p.pid)
-			ev.p.stopHandoffs()
+			ev.p.handoffs.close()
 		case evHandoff:
 			ev.conn.file.Close()
 		}

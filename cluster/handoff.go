@@ -58,8 +58,10 @@ func (o *handoffOut) send(index int, conn net.Conn, buffered []byte) error {
 }
 
 // receiveHandoffs injects the connections the master passes to this worker
-// into their listeners until the socket ends. One that arrives after this
-// worker started draining goes back to the master for another worker.
+// into their listeners until the socket fails: it ends, or the worker,
+// about to exit, sets a deadline that makes it return what is queued
+// without waiting. One that arrives after this worker started draining goes
+// back to the master for another worker.
 func receiveHandoffs(in *net.UnixConn, listeners []*handoffListener) {
 	for {
 		pc, err := receiveConn(in)
@@ -78,6 +80,23 @@ func receiveHandoffs(in *net.UnixConn, listeners []*handoffListener) {
 		if err := ln.Inject(conn); errors.Is(err, connpass.ErrClosed) {
 			ln.returnConn(conn)
 		}
+	}
+}
+
+// returnQueued sends the connections still queued for this worker, which
+// is about to exit, back to the master for another worker.
+func returnQueued(in *net.UnixConn, listeners []*handoffListener) {
+	for _, pc := range receiveQueued(in) {
+		index := int(pc.payload[0])
+		conn, err := connpass.FromFile(pc.file, pc.payload[1:])
+		if err != nil {
+			continue
+		}
+		if index >= len(listeners) {
+			conn.Close()
+			continue
+		}
+		listeners[index].returnConn(conn)
 	}
 }
 
@@ -123,26 +142,88 @@ func (m *master) routeHandoff(ev evHandoff) {
 		ev.conn.file.Close()
 		return
 	}
-	select {
-	case to.handoffOut <- ev.conn:
-	default: // its queue is full: it is not reading; the client reconnects
-		ev.conn.file.Close()
+	to.handoffs.push(ev.conn)
+}
+
+// rerouteHandoffs sends the connections queued for p, which stopped
+// serving, to another worker.
+func (m *master) rerouteHandoffs(p *proc) {
+	for _, pc := range p.handoffs.takeAll() {
+		m.routeHandoff(evHandoff{p, pc})
 	}
 }
 
-// stopHandoffs ends forwardHandoffs once p has exited. Only the loop sends
-// to the queue, and only the loop calls this.
-func (p *proc) stopHandoffs() {
-	if p.handoffOut != nil {
-		close(p.handoffOut)
-	}
+// handoffQueue holds the connections routed to one worker until its
+// forwarder has written them. It never blocks the loop and never drops a
+// connection: a reload hands off thousands at once, and a datagram socket
+// queues only a few (net.unix.max_dgram_qlen, 10 by default on Linux).
+type handoffQueue struct {
+	mu     sync.Mutex
+	conns  []passedConn
+	closed bool
+	wake   chan struct{}
 }
 
-// forwardHandoffs writes the connections routed to p, until p's queue is
-// closed when it exits.
-func forwardHandoffs(p *proc) {
-	for pc := range p.handoffOut {
-		_ = sendConn(p.handoff, pc)
+func newHandoffQueue() *handoffQueue { return &handoffQueue{wake: make(chan struct{}, 1)} }
+
+func (q *handoffQueue) push(pc passedConn) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
 		pc.file.Close()
+		return
+	}
+	q.conns = append(q.conns, pc)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeAll returns the connections not yet written, for another worker.
+func (q *handoffQueue) takeAll() []passedConn {
+	if q == nil {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	conns := q.conns
+	q.conns = nil
+	return conns
+}
+
+// close ends forward once the worker has exited; connections not yet
+// written are closed.
+func (q *handoffQueue) close() {
+	if q == nil {
+		return // a unit test's worker
+	}
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// forward writes the queued connections to the worker's socket until the
+// queue is closed.
+func (q *handoffQueue) forward(to *net.UnixConn) {
+	for range q.wake {
+		q.mu.Lock()
+		conns, closed := q.conns, q.closed
+		q.conns = nil
+		q.mu.Unlock()
+		for _, pc := range conns {
+			if !closed {
+				_ = sendConn(to, pc)
+			}
+			pc.file.Close()
+		}
+		if closed {
+			return
+		}
 	}
 }

@@ -56,3 +56,33 @@ func unixRights(oob []byte) *os.File {
 	syscall.CloseOnExec(fds[0])
 	return os.NewFile(uintptr(fds[0]), "memdrain-passed-conn")
 }
+
+// receiveQueued returns the connections already queued on a hand-off
+// socket, without waiting for more.
+func receiveQueued(conn *net.UnixConn) []passedConn {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var queued []passedConn
+	for {
+		payload := make([]byte, maxHandoffPayload)
+		oob := make([]byte, syscall.CmsgSpace(4))
+		var n, oobn int
+		var recvErr error
+		err := raw.Read(func(fd uintptr) bool {
+			n, oobn, _, _, recvErr = syscall.Recvmsg(int(fd), payload, oob, syscall.MSG_DONTWAIT)
+			return true // never wait
+		})
+		if err != nil || recvErr != nil {
+			return queued
+		}
+		if file := unixRights(oob[:oobn]); file != nil {
+			if n == 0 {
+				file.Close()
+				continue
+			}
+			queued = append(queued, passedConn{file: file, payload: payload[:n]})
+		}
+	}
+}

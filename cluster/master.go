@@ -58,32 +58,32 @@ type slot struct {
 
 // proc is one worker process.
 type proc struct {
-	slot       *slot
-	pid        int
-	cmd        *exec.Cmd
-	ctrl       *link
-	handoff    *net.UnixConn   // the master's end of the hand-off socket
-	handoffOut chan passedConn // connections routed to this worker
-	state      WorkerState
-	started    time.Time
-	readyAt    time.Time
-	drainAt    time.Time
-	replaces   *proc // the process this one is to replace, until it is ready
-	replaced   bool  // this process is being drained because it was replaced
-	reason     drain.Reason
-	meter      drain.Meter
-	sampleAt   time.Time // when memory is next due to be sampled
-	samples    int       // memory samples taken so far
-	memory     uint64
-	inFlight   int
-	served     uint64
-	retireAt   time.Time    // MaxAge plus jitter; zero when off, or once acted on
-	reloads    int          // master.reloads when it was spawned
-	asked      drain.Reason // a recycle the worker asked for before it was ready
-	failed     error        // why the master killed it before it was ready
-	readyWait  *time.Timer
-	killWait   *time.Timer
-	beat       beat
+	slot      *slot
+	pid       int
+	cmd       *exec.Cmd
+	ctrl      *link
+	handoff   *net.UnixConn // the master's end of the hand-off socket
+	handoffs  *handoffQueue // connections routed to this worker
+	state     WorkerState
+	started   time.Time
+	readyAt   time.Time
+	drainAt   time.Time
+	replaces  *proc // the process this one is to replace, until it is ready
+	replaced  bool  // this process is being drained because it was replaced
+	reason    drain.Reason
+	meter     drain.Meter
+	sampleAt  time.Time // when memory is next due to be sampled
+	samples   int       // memory samples taken so far
+	memory    uint64
+	inFlight  int
+	served    uint64
+	retireAt  time.Time    // MaxAge plus jitter; zero when off, or once acted on
+	reloads   int          // master.reloads when it was spawned
+	asked     drain.Reason // a recycle the worker asked for before it was ready
+	failed    error        // why the master killed it before it was ready
+	readyWait *time.Timer
+	killWait  *time.Timer
+	beat      beat
 }
 
 // Events that reach the loop.

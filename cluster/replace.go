@@ -69,6 +69,7 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 		p.slot.current = nil
 	}
 	m.emit(Event{Kind: Draining, Worker: p.slot.id, Pid: p.pid, Reason: reason, Memory: p.memory})
+	m.rerouteHandoffs(p)
 	if err := p.ctrl.send(message{Type: msgDrain, Reason: reason}); err != nil {
 		m.drainBySignal(p, err)
 	}

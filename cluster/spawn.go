@@ -110,7 +110,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
 	}
 	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateStarting, started: time.Now(), reloads: m.reloads,
-		handoff: handoff.(*net.UnixConn), handoffOut: make(chan passedConn, 256)}
+		handoff: handoff.(*net.UnixConn), handoffs: newHandoffQueue()}
 	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
 	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
 	if m.cfg.MaxAge > 0 {
@@ -127,7 +127,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		}
 	}()
 	go m.receiveFrom(p)
-	go forwardHandoffs(p)
+	go p.handoffs.forward(p.handoff)
 	go func() {
 		err := cmd.Wait()
 		p.ctrl.close()

@@ -17,6 +17,8 @@ func socketPair(int) (net.Conn, *os.File, error) { return nil, nil, errUnsupport
 
 func sendConn(*net.UnixConn, passedConn) error { return errUnsupported }
 
+func receiveQueued(*net.UnixConn) []passedConn { return nil }
+
 func receiveConn(*net.UnixConn) (passedConn, error) { return passedConn{}, errUnsupported }
 
 func workerSysProcAttr() *syscall.SysProcAttr { return nil }

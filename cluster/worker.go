@@ -172,7 +172,17 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		}
 		listeners = append(listeners, hl)
 	}
-	go receiveHandoffs(out.conn, listeners)
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		receiveHandoffs(out.conn, listeners)
+	}()
+	defer func() { // before the socket closes: nothing queued for this worker is lost
+		out.conn.SetReadDeadline(time.Unix(1, 0))
+		<-received
+		out.conn.SetReadDeadline(time.Time{})
+		returnQueued(out.conn, listeners)
+	}()
 	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
 		defer softLimit(spec.SoftLimit, spec.MaxMemory)()
 	}
