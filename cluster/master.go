@@ -49,8 +49,8 @@ type slot struct {
 	backoff  time.Duration
 	restarts int
 	retry    *time.Timer // a pending respawn or replacement retry
-	// tooBig counts replacements in a row that were over the memory limit
-	// at their first sample: the limit is below what the program needs.
+	// tooBig counts workers in a row that were over the memory limit when
+	// they became ready: the limit is below what the program needs.
 	tooBig int
 }
 
@@ -65,11 +65,11 @@ type proc struct {
 	readyAt   time.Time
 	drainAt   time.Time
 	replaces  *proc // the process this one is to replace, until it is ready
-	replaced  bool  // this process is being drained because it was replaced
 	reason    drain.Reason
 	meter     drain.Meter
-	sampleAt  time.Time // when memory is next due to be sampled
-	samples   int       // memory samples taken so far
+	ceiling   drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
+	sampleAt  time.Time   // when memory is next due to be sampled
+	samples   int         // memory samples taken so far
 	memory    uint64
 	inFlight  int
 	served    uint64
@@ -202,7 +202,7 @@ func (m *master) emit(e Event) {
 	}
 	level := slog.LevelInfo
 	switch e.Kind {
-	case ExitedAccidental, ReadyTimeout, Killed, OverLimit:
+	case ExitedAccidental, ReadyTimeout, Killed, OverLimit, HardLimit:
 		level = slog.LevelWarn
 	case ConfigProblem, GiveUp:
 		level = slog.LevelError
