@@ -831,9 +831,11 @@ func TestAReloadDuringAReplacementReachesThatSlotToo(t *testing.T) {
 	held := h.waitFor("the replacement", func(e Event) bool { return e.Kind == Started && e.Pid != first })
 	h.c.Reload() // a new binary was deployed meanwhile
 	openGate()   // lets the held replacement get ready
-	h.waitFor("the first worker's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == first })
+	// The third starts as the held one gets ready, without waiting for the
+	// first one's drain to end.
 	third := h.waitFor("a third worker", func(e Event) bool { return e.Kind == Started && e.Pid != first && e.Pid != held.Pid })
 	assert.Equal(t, drain.Reload, third.Reason)
+	h.waitFor("the first worker's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == first })
 	exited := h.waitFor("the held replacement's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == held.Pid })
 	assert.Equal(t, drain.Reload, exited.Reason)
 }

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
@@ -44,14 +45,18 @@ func (m *master) sample() {
 			// draining it would leave its slot empty for as long. The
 			// ceiling keeps its margin above what it had when ready, for
 			// the worker may leak as well.
-			p.ceiling.Limit = max(m.cfg.HardMemory, bytes+(m.cfg.HardMemory-m.cfg.MaxMemory))
+			margin := m.cfg.HardMemory - m.cfg.MaxMemory
+			p.ceiling.Limit = max(m.cfg.HardMemory, bytes+min(margin, math.MaxUint64-bytes))
 		}
 		over, next := p.meter.Observe(now, bytes)
 		pastCeiling, untilCeiling := p.ceiling.Observe(now, bytes)
-		if over {
+		switch {
+		case over && p.state == StateServing:
 			// Decided; until the replacement serves, what matters is
 			// the ceiling.
 			next = untilCeiling
+		case over:
+			next = m.cfg.CheckInterval // draining: sampled for Status only
 		}
 		p.sampleAt = now.Add(next)
 		if p.state != StateServing {
