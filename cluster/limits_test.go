@@ -76,7 +76,9 @@ func TestADrainingWorkerDoesNotHoldBackAnotherReplacement(t *testing.T) {
 // configuration problem (which backs the replacement off while the worker
 // grows on: 39 of 39 recycles were classed so, at up to 4.6× the limit).
 func TestAFastLeakIsRecycledAsALeakNotAConfigProblem(t *testing.T) {
-	const limit = 96 << 20
+	// Well above the test worker's ~25 MiB (race detector included), so
+	// that its first sample is under the limit even on a busy machine.
+	const limit = 160 << 20
 	cfg := Config{Workers: 1, MaxMemory: limit, SoftLimitRatio: -1, BackoffMin: time.Minute, BackoffMax: time.Minute}
 	h := startCluster(t, cfg, leaksFast)
 	for recycled := 0; recycled < 3; {

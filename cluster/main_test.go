@@ -45,7 +45,6 @@ const (
 	ignoreDrain           = "ignore-drain" // ready, then never drain
 	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
 	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
-	growsAfterReady       = "grows-early"  // retain 64 MiB right after it is ready
 	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
 	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
 	heldDrainOfSlot0      = "held-drain"   // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
@@ -97,9 +96,6 @@ func testWorker(behaviour string) int {
 			if os.Mkdir(marker, 0o755) == nil {
 				w.Recycle(drain.Manual)
 			}
-		case growsAfterReady:
-			w.Ready()
-			go func() { retainedAtStart = touched(testWorkerRetainedMiB << 20) }()
 		case bornOverLimit:
 			retainedAtStart = touched(testWorkerRetainedMiB << 20)
 		case heldDrainOfSlot0:
