@@ -443,6 +443,7 @@ func TestAWorkerOverTheLimitAtBirthIsBackedOffNotLooped(t *testing.T) {
 	second := h.waitKind(ConfigProblem)
 	assert.Greater(t, second.Duration, first.Duration, "the backoff grows")
 	assert.LessOrEqual(t, h.count(Started), 2, "no replacement started before its backoff")
+	assert.Zero(t, h.count(HardLimit), "born over the limit, it serves through its backoff: draining it would leave its slot empty")
 }
 
 func TestAWorkerStartedByHandFailsClearly(t *testing.T) {

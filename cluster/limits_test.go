@@ -200,6 +200,7 @@ func TestALimitBelowWhatTheProgramNeedsMakesTheMasterGiveUp(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "MaxMemory 1MiB")
 	assert.Contains(t, err.Error(), "when it became ready")
+	t.Logf("Run: %v", err)
 	for len(h.events) > 0 {
 		h.seen = append(h.seen, <-h.events)
 	}

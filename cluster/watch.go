@@ -42,11 +42,10 @@ func (m *master) sample() {
 		bornTooBig := first && m.cfg.MaxMemory > 0 && bytes >= m.cfg.MaxMemory
 		if bornTooBig && m.cfg.HardMemory > 0 {
 			// Already over the limit, it keeps serving through its backoff:
-			// draining it would leave its slot empty for as long. The
-			// ceiling keeps its margin above what it had when ready, for
-			// the worker may leak as well.
-			margin := m.cfg.HardMemory - m.cfg.MaxMemory
-			p.ceiling.Limit = max(m.cfg.HardMemory, bytes+min(margin, math.MaxUint64-bytes))
+			// draining it would leave its slot empty for as long. Its
+			// ceiling is as far above what it used when ready as
+			// HardMemory is above MaxMemory, for it may leak as well.
+			p.ceiling.Limit = max(m.cfg.HardMemory, scale(bytes, float64(m.cfg.HardMemory)/float64(m.cfg.MaxMemory)))
 		}
 		over, next := p.meter.Observe(now, bytes)
 		pastCeiling, untilCeiling := p.ceiling.Observe(now, bytes)
@@ -79,6 +78,15 @@ func (m *master) sample() {
 	m.checkBudget()
 }
 
+// scale returns n × ratio, as far as a uint64 goes.
+func scale(n uint64, ratio float64) uint64 {
+	f := float64(n) * ratio
+	if f >= math.MaxUint64 { // 2^64 as a float64
+		return math.MaxUint64
+	}
+	return uint64(f)
+}
+
 // giveUpTooBig is how many workers in a row, in one slot, may be born too
 // big with the backoff at BackoffMax before the master gives up.
 const giveUpTooBig = 3
@@ -100,8 +108,8 @@ func (m *master) bornTooBig(p *proc) {
 		drain.FormatSize(p.memory), drain.FormatSize(m.cfg.MaxMemory))
 	if s.tooBig >= giveUpTooBig && m.tooBigBackoff(s.tooBig-giveUpTooBig+1) >= m.cfg.BackoffMax {
 		m.emit(Event{Kind: ConfigProblem, Worker: s.id, Pid: p.pid, Reason: drain.Memory, Memory: p.memory, Err: errors.New(problem + "; giving up")})
-		err := fmt.Errorf("cluster: gave up: worker %d used %s when it became ready, over MaxMemory %s, for the %d workers in a row in its slot that were backed off by BackoffMax (%v): the limit is below what the program needs; raise MaxMemory",
-			s.id, drain.FormatSize(p.memory), drain.FormatSize(m.cfg.MaxMemory), giveUpTooBig, m.cfg.BackoffMax)
+		err := fmt.Errorf("cluster: gave up: worker %d used %s when it became ready, over MaxMemory %s, as did the %d before it in its slot with the backoff at BackoffMax (%v): the limit is below what the program needs; raise MaxMemory",
+			s.id, drain.FormatSize(p.memory), drain.FormatSize(m.cfg.MaxMemory), giveUpTooBig-1, m.cfg.BackoffMax)
 		m.emit(Event{Kind: GiveUp, Worker: s.id, Pid: p.pid, Memory: p.memory, Err: err})
 		m.shutdown(err)
 		return
@@ -136,7 +144,7 @@ func (m *master) hardLimit(p *proc) {
 	s := p.slot
 	ceiling := "HardMemory " + drain.FormatSize(p.ceiling.Limit)
 	if p.ceiling.Limit != m.cfg.HardMemory {
-		ceiling = fmt.Sprintf("its ceiling %s (over MaxMemory when ready, it keeps HardMemory's margin above what it used then)", drain.FormatSize(p.ceiling.Limit))
+		ceiling = fmt.Sprintf("its ceiling %s (over MaxMemory when ready, it may use as much more than it did then as HardMemory is above MaxMemory)", drain.FormatSize(p.ceiling.Limit))
 	}
 	err := fmt.Errorf("worker uses %s, past %s, before its replacement serves: drained now; its slot serves again once a replacement is ready",
 		drain.FormatSize(p.memory), ceiling)
