@@ -26,7 +26,11 @@ type Config struct {
 	// (runtime.GOMAXPROCS(0)).
 	Workers int
 
-	// MaxMemory recycles a worker whose memory passes it, in bytes.
+	// MaxMemory recycles a worker whose memory passes it, in bytes. A
+	// worker already over it when it reports ready shows a limit below what
+	// the program needs: its replacement is backed off (BackoffMin to
+	// BackoffMax), and after three such workers in a row in a slot with the
+	// backoff at BackoffMax, Run gives up with an error naming MaxMemory.
 	// MEMDRAIN_MAX_MEMORY, as a size ("400Mi", "1.5Gi", "512MB").
 	// Default: 0, no memory limit.
 	MaxMemory uint64
