@@ -377,15 +377,18 @@ func TestSIGHUPReplacesEveryWorkerOneAtATimeWithoutLosingARequest(t *testing.T) 
 		}()
 	}
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGHUP))
-	running, most := 2, 2
+	starting, most := 0, 0
 	for planned := 0; planned < 2; {
-		e := h.waitFor("the reload", func(e Event) bool { return e.Kind == Started || e.Kind == ExitedPlanned || e.Kind == ExitedAccidental })
+		e := h.waitFor("the reload", func(e Event) bool {
+			return e.Kind == Started || e.Kind == Ready || e.Kind == ExitedPlanned || e.Kind == ExitedAccidental
+		})
 		switch e.Kind {
 		case Started:
-			running++
-			most = max(most, running)
+			starting++
+			most = max(most, starting)
+		case Ready:
+			starting--
 		case ExitedPlanned:
-			running--
 			planned++
 			assert.Equal(t, drain.Reload, e.Reason)
 			assert.Contains(t, first, e.Pid)
@@ -399,22 +402,37 @@ func TestSIGHUPReplacesEveryWorkerOneAtATimeWithoutLosingARequest(t *testing.T) 
 		assert.Zero(t, r.Failed, "%v", r)
 		assert.Positive(t, r.Requests)
 	}
-	assert.Equal(t, 3, most, "one replacement at a time: never more than workers + 1 processes")
+	assert.Equal(t, 1, most, "one replacement starting at a time (MaxReplacements)")
 	for _, s := range h.c.Status() {
 		assert.NotContains(t, first, s.Pid, "every worker was replaced")
 	}
 }
 
-// TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsAConfigProblem: a
-// crossing in the worker's first interval of serving is its start-up (a
-// cache warming), not a leak; replacing it would loop.
-func TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsAConfigProblem(t *testing.T) {
+// TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsRecycledAsALeak: a
+// worker under the limit when it reported ready, and over it at a later
+// sample, grew while serving: a leak, however soon after ready, recycled at
+// once. This test used to expect a config-problem, for a crossing in the
+// first interval of serving was taken for start-up (a cache warming). That
+// rule took every fast leak for start-up too, and backed its replacement off
+// while the worker grew on, to 4.6× its limit (issue 7). A program that
+// warms up should report ready once warm.
+func TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsRecycledAsALeak(t *testing.T) {
 	cfg := Config{Workers: 1, MaxMemory: 48 << 20, CheckInterval: 2 * time.Second, BackoffMin: time.Minute, BackoffMax: time.Minute, SoftLimitRatio: -1}
-	h := startCluster(t, cfg, growsAfterReady)
+	h := startCluster(t, cfg, behaveNormally)
 	ready := h.waitKind(Ready)
-	problem := h.waitKind(ConfigProblem)
-	assert.Equal(t, ready.Pid, problem.Pid)
-	assert.Zero(t, h.count(OverLimit), "not treated as a leak")
+	// Its first sample, at ready, is under the limit; no event marks it,
+	// so poll the snapshot, within the usual bound.
+	require.Eventually(t, func() bool {
+		s := h.c.Status()
+		return len(s) == 1 && s[0].Memory > 0
+	}, waitLimit, 5*time.Millisecond)
+	_, err := get(h.url + "/work?leak=65536") // 64 MiB, well within its first CheckInterval
+	require.NoError(t, err)
+	e := h.waitFor("its recycle", func(e Event) bool {
+		return (e.Kind == ExitedPlanned && e.Pid == ready.Pid) || e.Kind == ConfigProblem
+	})
+	require.Equal(t, ExitedPlanned, e.Kind, "recycled, not backed off as a config problem: %v", e.Err)
+	assert.Equal(t, drain.Memory, e.Reason)
 }
 
 func TestAWorkerOverTheLimitAtBirthIsBackedOffNotLooped(t *testing.T) {
@@ -425,6 +443,7 @@ func TestAWorkerOverTheLimitAtBirthIsBackedOffNotLooped(t *testing.T) {
 	second := h.waitKind(ConfigProblem)
 	assert.Greater(t, second.Duration, first.Duration, "the backoff grows")
 	assert.LessOrEqual(t, h.count(Started), 2, "no replacement started before its backoff")
+	assert.Zero(t, h.count(HardLimit), "born over the limit, it serves through its backoff: draining it would leave its slot empty")
 }
 
 func TestAWorkerStartedByHandFailsClearly(t *testing.T) {
@@ -727,18 +746,20 @@ func TestAnOldWorkerDyingDuringItsReplacementIsNotCountedTwice(t *testing.T) {
 	assert.Zero(t, h.count(Respawn), "the replacement took the dead worker's place")
 
 	h.c.Reload()
-	running, most := 2, 2
+	starting, most := 0, 0
 	for planned := 0; planned < 2; {
-		e := h.waitFor("the second reload", func(e Event) bool { return e.Kind == Started || e.Kind == ExitedPlanned })
-		if e.Kind == Started {
-			running++
-			most = max(most, running)
-		} else {
-			running--
+		e := h.waitFor("the second reload", func(e Event) bool { return e.Kind == Started || e.Kind == Ready || e.Kind == ExitedPlanned })
+		switch e.Kind {
+		case Started:
+			starting++
+			most = max(most, starting)
+		case Ready:
+			starting--
+		default:
 			planned++
 		}
 	}
-	assert.Equal(t, 3, most, "one replacement at a time")
+	assert.Equal(t, 1, most, "one replacement starting at a time")
 	for _, s := range h.c.Status() {
 		assert.NotContains(t, first, s.Pid)
 	}
@@ -819,9 +840,11 @@ func TestAReloadDuringAReplacementReachesThatSlotToo(t *testing.T) {
 	held := h.waitFor("the replacement", func(e Event) bool { return e.Kind == Started && e.Pid != first })
 	h.c.Reload() // a new binary was deployed meanwhile
 	openGate()   // lets the held replacement get ready
-	h.waitFor("the first worker's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == first })
+	// The third starts as the held one gets ready, without waiting for the
+	// first one's drain to end.
 	third := h.waitFor("a third worker", func(e Event) bool { return e.Kind == Started && e.Pid != first && e.Pid != held.Pid })
 	assert.Equal(t, drain.Reload, third.Reason)
+	h.waitFor("the first worker's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == first })
 	exited := h.waitFor("the held replacement's exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == held.Pid })
 	assert.Equal(t, drain.Reload, exited.Reason)
 }

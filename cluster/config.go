@@ -29,10 +29,24 @@ type Config struct {
 	// (runtime.GOMAXPROCS(0)).
 	Workers int
 
-	// MaxMemory recycles a worker whose memory passes it, in bytes.
+	// MaxMemory recycles a worker whose memory passes it, in bytes. A
+	// worker already over it when it reports ready shows a limit below what
+	// the program needs: its replacement is backed off (BackoffMin to
+	// BackoffMax), and after three such workers in a row in a slot with the
+	// backoff at BackoffMax, Run gives up with an error naming MaxMemory.
 	// MEMDRAIN_MAX_MEMORY, as a size ("400Mi", "1.5Gi", "512MB").
 	// Default: 0, no memory limit.
 	MaxMemory uint64
+	// HardMemory is a ceiling above MaxMemory, in bytes. A worker past
+	// MaxMemory keeps serving until its replacement is ready; one that
+	// grows past HardMemory meanwhile (its replacement still starting,
+	// waiting its turn, or backed off) is drained at once, reported as a
+	// HardLimit event. Its slot serves nobody until the replacement is
+	// ready, which is better than the kernel killing the worker with every
+	// request on it. MEMDRAIN_HARD_MEMORY, as a size. Default:
+	// MaxMemory × 1.25; it must be at least MaxMemory, and is only
+	// accepted with MaxMemory set.
+	HardMemory uint64
 	// TotalMemory recycles the largest worker when the memory of all
 	// workers together passes it, in bytes. MEMDRAIN_TOTAL_MEMORY.
 	// Default: 0, no budget.
@@ -111,10 +125,12 @@ type Config struct {
 	// Worker.Recycle instead.
 	Health func(context.Context) error
 
-	// MaxReplacements is how many replacements may run at once. Each one
-	// is an extra process beside the worker it replaces, so a fleet that
-	// crosses its limit together is recycled a few at a time.
-	// MEMDRAIN_MAX_REPLACEMENTS. Default: 1.
+	// MaxReplacements is how many replacements may be starting at once.
+	// Each one is an extra process beside the worker it replaces, so a
+	// fleet that crosses its limit together is recycled a few at a time.
+	// A worker that drains, its replacement ready, no longer counts: a
+	// slow drain does not hold back the replacement of another worker
+	// passing its limit. MEMDRAIN_MAX_REPLACEMENTS. Default: 1.
 	MaxReplacements int
 
 	// BackoffMin and BackoffMax bound the delay before a crashed worker is

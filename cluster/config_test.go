@@ -73,7 +73,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 // being listed here as zero by default, fails this test.
 func TestWithDefaultsLeavesOnlyOffFieldsZero(t *testing.T) {
 	zeroByDefault := []string{
-		"Listeners", "MaxMemory", "TotalMemory", "MaxRequests", "MaxRequestsJitter",
+		"Listeners", "MaxMemory", "HardMemory", "TotalMemory", "MaxRequests", "MaxRequestsJitter",
 		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health",
 	}
 	d := reflect.ValueOf(Config{}.withDefaults())
@@ -85,6 +85,13 @@ func TestWithDefaultsLeavesOnlyOffFieldsZero(t *testing.T) {
 		}
 		assert.False(t, d.Field(i).IsZero(), "withDefaults leaves Config.%s zero; give it its documented default", name)
 	}
+}
+
+func TestHardMemoryDefaultsToAQuarterAboveMaxMemory(t *testing.T) {
+	assert.Equal(t, uint64(500<<20), Config{MaxMemory: 400 << 20}.withDefaults().HardMemory)
+	assert.Equal(t, uint64(450<<20), Config{MaxMemory: 400 << 20, HardMemory: 450 << 20}.withDefaults().HardMemory, "kept when set")
+	assert.Zero(t, Config{}.withDefaults().HardMemory, "no ceiling without a limit")
+	assert.Equal(t, uint64(math.MaxUint64), Config{MaxMemory: math.MaxUint64 - 1}.withDefaults().HardMemory, "saturates")
 }
 
 func TestWithDefaultsKeepsWhatIsSet(t *testing.T) {
@@ -129,6 +136,7 @@ func TestValidateAcceptsZeroAndDefaultsAndSensibleConfigs(t *testing.T) {
 		{Listeners: []net.Listener{ln}},
 		{Workers: maxWorkers, MaxMemory: 1 << 20, TotalMemory: 1 << 20},
 		{MaxMemory: 400 << 20, TotalMemory: 2 << 30, Sampler: drain.USS},
+		{MaxMemory: 400 << 20, HardMemory: 400 << 20}, {MaxMemory: 400 << 20, HardMemory: 4 << 30},
 		{SoftLimitRatio: 1}, {SoftLimitRatio: -1}, {SoftLimitRatio: math.Inf(-1)},
 		{MaxRequests: 1000, MaxRequestsJitter: 100, MaxAge: time.Hour, MaxAgeJitter: time.Minute},
 		{MaxRequests: math.MaxInt},
@@ -165,6 +173,9 @@ func TestValidateRejects(t *testing.T) {
 		{"Listen and Listeners", Config{Listen: []string{":8080"}, Listeners: []net.Listener{&net.TCPListener{}}}, []string{"Config.Listen", "Listeners"}},
 		{"tiny MaxMemory", Config{MaxMemory: 400}, []string{"Config.MaxMemory is 400 (bytes)", "at least 1MiB", "did you mean 400 << 20 (400MiB)?"}},
 		{"tiny TotalMemory", Config{TotalMemory: 2}, []string{"Config.TotalMemory is 2 (bytes)", "0 for no budget", "2MiB"}},
+		{"ceiling below the limit", Config{MaxMemory: 400 << 20, HardMemory: 300 << 20}, []string{
+			"cluster: Config.HardMemory is 300MiB; accepted: 0 for the default (MaxMemory × 1.25, 500MiB here), or at least MaxMemory (400MiB)"}},
+		{"ceiling without a limit", Config{HardMemory: 1 << 30}, []string{"Config.HardMemory is 1GiB", "0 while MaxMemory is 0 (no limit)"}},
 		{"budget below the limit", Config{MaxMemory: 2 << 30, TotalMemory: 1 << 30}, []string{"Config.TotalMemory is 1GiB", "at least MaxMemory (2GiB)"}},
 		{"GoRuntime sampler", Config{Sampler: drain.GoRuntime}, []string{"Config.Sampler is drain.GoRuntime", "drain.RSS, drain.USS"}},
 		{"negative check interval", Config{CheckInterval: -time.Second}, []string{"Config.CheckInterval is -1s", "a positive duration, or 0 for the default 1s"}},
@@ -228,6 +239,7 @@ func TestFromEnvReadsEveryVariable(t *testing.T) {
 		"MEMDRAIN_LISTEN":              " :8080 , unix:/run/app.sock ",
 		"MEMDRAIN_WORKERS":             "4",
 		"MEMDRAIN_MAX_MEMORY":          "400Mi",
+		"MEMDRAIN_HARD_MEMORY":         "450Mi",
 		"MEMDRAIN_TOTAL_MEMORY":        "1.5Gi",
 		"MEMDRAIN_SAMPLER":             "USS",
 		"MEMDRAIN_CHECK_INTERVAL":      "250ms",
@@ -253,6 +265,7 @@ func TestFromEnvReadsEveryVariable(t *testing.T) {
 		Listen:            []string{":8080", "unix:/run/app.sock"},
 		Workers:           4,
 		MaxMemory:         400 << 20,
+		HardMemory:        450 << 20,
 		TotalMemory:       3 << 29,
 		Sampler:           drain.USS,
 		CheckInterval:     250 * time.Millisecond,
@@ -288,6 +301,7 @@ func TestFromEnvValues(t *testing.T) {
 		{"fractional Gi", map[string]string{"MEMDRAIN_MAX_MEMORY": "1.5Gi"}, func(c *Config) { c.MaxMemory = 1536 << 20 }},
 		{"MB", map[string]string{"MEMDRAIN_MAX_MEMORY": "512MB"}, func(c *Config) { c.MaxMemory = 512e6 }},
 		{"0 is no limit", map[string]string{"MEMDRAIN_MAX_MEMORY": "0"}, func(c *Config) { c.MaxMemory = 0 }},
+		{"hard memory", map[string]string{"MEMDRAIN_HARD_MEMORY": "1.5Gi"}, func(c *Config) { c.HardMemory = 1536 << 20 }},
 		{"Node's CHECK_INTERVAL is milliseconds", map[string]string{"CHECK_INTERVAL": "250"}, func(c *Config) { c.CheckInterval = 250 * time.Millisecond }},
 		{"CHECK_INTERVAL takes a duration", map[string]string{"CHECK_INTERVAL": "2s"}, func(c *Config) { c.CheckInterval = 2 * time.Second }},
 		{"MEMDRAIN_CHECK_INTERVAL wins", map[string]string{"CHECK_INTERVAL": "250", "MEMDRAIN_CHECK_INTERVAL": "3s"}, func(c *Config) { c.CheckInterval = 3 * time.Second }},
@@ -330,6 +344,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"MEMDRAIN_MAX_MEMORY", "400m", []string{"milli"}},
 		{"MEMDRAIN_MAX_MEMORY", "lots", []string{"accepted:", "Mi"}},
 		{"MEMDRAIN_TOTAL_MEMORY", "-1Gi", []string{"negative"}},
+		{"MEMDRAIN_HARD_MEMORY", "lots", []string{"accepted:", "Mi"}},
 		{"MEMDRAIN_SAMPLER", "go", []string{"only the process that calls it", "accepted: rss", "uss"}},
 		{"MEMDRAIN_SAMPLER", "pss", []string{"unknown sampler", "accepted: rss"}},
 		{"MEMDRAIN_CHECK_INTERVAL", "250", []string{`did you mean "250ms"?`, "a Go duration"}},

@@ -33,6 +33,7 @@ const (
 	defaultStableAfter     = 30 * time.Second
 	defaultCrashLimit      = 5
 	defaultCrashWindow     = 60 * time.Second
+	// HardMemory defaults to MaxMemory × 1.25 (hardMemoryDefault).
 	// Workers defaults to runtime.GOMAXPROCS(0), which is not a constant.
 	// Sampler defaults to drain.RSS and Logger to slog.Default().
 )
@@ -81,6 +82,9 @@ func (c Config) withDefaults() Config {
 	if c.Sampler == nil {
 		c.Sampler = drain.RSS
 	}
+	if c.HardMemory == 0 {
+		c.HardMemory = hardMemoryDefault(c.MaxMemory)
+	}
 	setDefault(&c.CheckInterval, defaultCheckInterval)
 	setDefault(&c.Consecutive, defaultConsecutive)
 	setDefault(&c.SoftLimitRatio, defaultSoftLimitRatio)
@@ -110,6 +114,15 @@ func defaultHeartbeat(checkInterval time.Duration) time.Duration {
 	return max(heartbeatChecks*checkInterval, minDefaultHeartbeat)
 }
 
+// hardMemoryDefault returns HardMemory's default for maxMemory: a quarter
+// above it, as far as a uint64 goes; 0 (none) without a limit.
+func hardMemoryDefault(maxMemory uint64) uint64 {
+	if maxMemory > math.MaxUint64-maxMemory/4 {
+		return math.MaxUint64
+	}
+	return maxMemory + maxMemory/4
+}
+
 func setDefault[T int | float64 | time.Duration](p *T, def T) {
 	if *p == 0 {
 		*p = def
@@ -129,7 +142,7 @@ func setDefault[T int | float64 | time.Duration](p *T, def T) {
 // mistakes: a non-zero memory size under 1 MiB or duration under 1µs (a
 // number that lost its unit), a jitter without the limit it varies, sums
 // that overflow, a BackoffMin above BackoffMax, a TotalMemory budget below
-// MaxMemory, a listen address that is empty, has no port or no unix socket
+// MaxMemory, a HardMemory below MaxMemory or without it, a listen address that is empty, has no port or no unix socket
 // path, the same address twice, Listen together with Listeners (one would
 // be ignored), a listener that cannot be shared with a worker process, and
 // drain.GoRuntime as Sampler (it measures only the process that calls it,
@@ -187,6 +200,14 @@ func (c Config) Validate() error {
 	}
 	checkMemory("MaxMemory", c.MaxMemory, "no limit")
 	checkMemory("TotalMemory", c.TotalMemory, "no budget")
+	switch {
+	case c.HardMemory != 0 && c.MaxMemory == 0:
+		bad("HardMemory", drain.FormatSize(c.HardMemory),
+			"0 while MaxMemory is 0 (no limit): HardMemory is a ceiling above MaxMemory, for a worker whose replacement is not ready yet")
+	case c.HardMemory != 0 && c.HardMemory < c.MaxMemory:
+		bad("HardMemory", drain.FormatSize(c.HardMemory), "0 for the default (MaxMemory × 1.25, %s here), or at least MaxMemory (%s)",
+			drain.FormatSize(hardMemoryDefault(c.MaxMemory)), drain.FormatSize(c.MaxMemory))
+	}
 	if c.TotalMemory >= minMemory && c.MaxMemory >= minMemory && c.TotalMemory < c.MaxMemory {
 		bad("TotalMemory", drain.FormatSize(c.TotalMemory),
 			"0 for no budget, or at least MaxMemory (%s): a budget below it is passed by a single worker before MaxMemory ever is",

@@ -109,6 +109,7 @@ var envVars = []envVar{
 	workersVar("MEMDRAIN_WORKERS", ""),
 	workersVar("CPU_COUNT", "MEMDRAIN_WORKERS"),
 	memoryVar("MEMDRAIN_MAX_MEMORY", "MaxMemory", func(c *Config) *uint64 { return &c.MaxMemory }, "no limit"),
+	memoryVar("MEMDRAIN_HARD_MEMORY", "HardMemory", func(c *Config) *uint64 { return &c.HardMemory }, "the default, MaxMemory × 1.25"),
 	memoryVar("MEMDRAIN_TOTAL_MEMORY", "TotalMemory", func(c *Config) *uint64 { return &c.TotalMemory }, "no budget"),
 	{
 		name:     "MEMDRAIN_SAMPLER",

@@ -36,13 +36,14 @@ const (
 	ReadyTimeout
 	// Killed: a draining worker outlived its drain timeout and was killed.
 	Killed
-	// ConfigProblem: a worker passed its memory limit right after it
-	// started (at one of its first two samples, or within its first check
-	// interval of serving); the limit is below what the program needs. Its
-	// recycling is backed off.
+	// ConfigProblem: a worker was over its memory limit when it became
+	// ready (at its first sample); the limit is below what the program
+	// needs. Its recycling is backed off, and after a few such workers in
+	// a row at BackoffMax the master gives up. A worker that passes the
+	// limit after it became ready, however soon, is a leak: OverLimit.
 	ConfigProblem
-	// GiveUp: too many crashes in the crash window, and no worker serves;
-	// the master stops.
+	// GiveUp: too many crashes in the crash window, or a memory limit
+	// below what the program needs (see ConfigProblem); the master stops.
 	GiveUp
 	// ReloadFailed: a reload stopped because its replacements kept failing
 	// (exiting before ready, or missing ReadyTimeout); Event.Err names the
@@ -57,6 +58,10 @@ const (
 	// workers that still serve. A hung starting worker is retried like a
 	// ReadyTimeout; a hung draining worker's drain ends there.
 	Hung
+	// HardLimit: a worker passed Config.HardMemory before its replacement
+	// was ready, and is drained at once (Event.Reason is drain.Memory);
+	// its slot serves again once a replacement is ready.
+	HardLimit
 )
 
 var eventNames = [...]string{
@@ -73,6 +78,7 @@ var eventNames = [...]string{
 	GiveUp:           "give-up",
 	ReloadFailed:     "reload-failed",
 	Hung:             "hung",
+	HardLimit:        "hard-limit",
 }
 
 // String returns the kind's name, such as "exited-planned".

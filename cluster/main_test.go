@@ -11,9 +11,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,14 +47,25 @@ const (
 	ignoreDrain           = "ignore-drain" // ready, then never drain
 	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
 	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
-	growsAfterReady       = "grows-early"  // retain 64 MiB right after it is ready
 	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
 	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
 	asksWithBadReason     = "asks-bad"     // the first worker of a slot asks to be recycled with an invalid reason
 	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
+	heldDrainOfSlot0      = "held-drain"   // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
+	leaksFast             = "leaks-fast"   // leaks fastLeakMiB every fastLeakEvery from the moment it is ready
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
+)
+
+// A fast leak: 200 MiB/s, what the harness calls a fast leaker,
+// stopped at fastLeakCapMiB so that a master that fails to recycle cannot
+// take the machine's memory. Every test worker also starts it on SIGUSR1,
+// so a test can make one chosen worker leak.
+const (
+	fastLeakMiB    = 1
+	fastLeakEvery  = 5 * time.Millisecond
+	fastLeakCapMiB = 320
 )
 
 var retainedAtStart []byte
@@ -66,6 +79,7 @@ func unhealthyMarker(pid int) string { return "unhealthy-" + strconv.Itoa(pid) }
 
 func testWorker(behaviour string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	leakOnSignal()
 	cfg := Config{Logger: log}
 	if behaviour == unhealthyOnMarker {
 		marker := filepath.Join(os.Getenv(testWorkerMarkerDir), unhealthyMarker(os.Getpid()))
@@ -109,11 +123,17 @@ func testWorker(behaviour string) int {
 				w.Ready()
 				w.Recycle(drain.Reason(200))
 			}
-		case growsAfterReady:
-			w.Ready()
-			go func() { retainedAtStart = touched(testWorkerRetainedMiB << 20) }()
 		case bornOverLimit:
 			retainedAtStart = touched(testWorkerRetainedMiB << 20)
+		case heldDrainOfSlot0:
+			marker := filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID))
+			if w.ID == 0 && os.Mkdir(marker, 0o755) == nil {
+				w.Controller.Acquire() // never released: the drain lasts until its deadline
+				w.Recycle(drain.Manual)
+			}
+		case leaksFast:
+			w.Ready()
+			go leakFast()
 		}
 		return w.Serve(&http.Server{Handler: testApp(), ErrorLog: nil})
 	})
@@ -122,6 +142,34 @@ func testWorker(behaviour string) int {
 		return 1
 	}
 	return 0
+}
+
+// leakOnSignal starts a fast leak when the process receives SIGUSR1.
+func leakOnSignal() {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		<-usr1
+		leakFast()
+	}()
+}
+
+var (
+	leakedMu sync.Mutex
+	leaked   [][]byte // kept for the life of the worker
+)
+
+// leakFast retains fastLeakMiB every fastLeakEvery, up to fastLeakCapMiB.
+func leakFast() {
+	tick := time.NewTicker(fastLeakEvery)
+	defer tick.Stop()
+	for range fastLeakCapMiB / fastLeakMiB {
+		<-tick.C
+		b := touched(fastLeakMiB << 20)
+		leakedMu.Lock()
+		leaked = append(leaked, b)
+		leakedMu.Unlock()
+	}
 }
 
 // touched returns n bytes, every page written so it is resident.

@@ -51,8 +51,8 @@ type slot struct {
 	backoff  time.Duration
 	restarts int
 	retry    *pendingRetry // a pending respawn or replacement retry; see retryAfter
-	// tooBig counts replacements in a row that were over the memory limit
-	// at their first sample: the limit is below what the program needs.
+	// tooBig counts workers in a row that were over the memory limit when
+	// they became ready: the limit is below what the program needs.
 	tooBig int
 }
 
@@ -69,11 +69,11 @@ type proc struct {
 	readyAt   time.Time
 	drainAt   time.Time
 	replaces  *proc // the process this one is to replace, until it is ready
-	replaced  bool  // this process is being drained because it was replaced
 	reason    drain.Reason
 	meter     drain.Meter
-	sampleAt  time.Time // when memory is next due to be sampled
-	samples   int       // memory samples taken so far
+	ceiling   drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
+	sampleAt  time.Time   // when memory is next due to be sampled
+	samples   int         // memory samples taken so far
 	memory    uint64
 	inFlight  int
 	served    uint64
@@ -224,7 +224,7 @@ func (m *master) emit(e Event) {
 	}
 	level := slog.LevelInfo
 	switch e.Kind {
-	case ExitedAccidental, ReadyTimeout, Killed, OverLimit:
+	case ExitedAccidental, ReadyTimeout, Killed, OverLimit, HardLimit:
 		level = slog.LevelWarn
 	case ConfigProblem, GiveUp, ReloadFailed, Hung:
 		level = slog.LevelError

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"syscall"
 	"time"
 
@@ -64,7 +65,6 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 	p.state = StateDraining
 	p.drainAt = time.Now()
 	p.reason = reason
-	p.replaced = p.slot.current != p && !m.stopping
 	if p.slot.current == p {
 		p.slot.current = nil
 	}
@@ -111,18 +111,28 @@ func (m *master) pump() {
 	}
 }
 
-// replacing returns the replacements under way: each is an extra process
-// beside the workers, from the replacement's spawn until the worker it
-// replaces has exited. It is counted from the processes rather than kept by
-// hand, so no path through spawns, crashes and exits can get it wrong.
+// replacing returns the replacements being started: each is an extra
+// process beside the workers, spawned to take over from one. A worker that
+// drains is not counted: a slow drain (a stream held to its deadline) must
+// not hold back the replacement of another worker passing its limit. It is
+// counted from the processes rather than kept by hand, so no path through
+// spawns, crashes and exits can get it wrong.
 func (m *master) replacing() int {
 	n := 0
 	for _, p := range m.procs {
-		if (p.state == StateStarting && p.replaces != nil) || (p.state == StateDraining && p.replaced) {
+		if p.state == StateStarting && p.replaces != nil {
 			n++
 		}
 	}
 	return n
+}
+
+// dequeue takes s out of the replacement queue, if it waits there.
+func (m *master) dequeue(s *slot) {
+	if s.queued != 0 {
+		s.queued = 0
+		m.queue = slices.DeleteFunc(m.queue, func(q *slot) bool { return q == s })
+	}
 }
 
 func (m *master) reload() {

@@ -113,6 +113,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		handoff: handoff.(*net.UnixConn), handoffs: newHandoffQueue()}
 	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
 	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
+	p.ceiling = drain.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
 	if m.cfg.MaxAge > 0 {
 		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
 	}

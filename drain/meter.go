@@ -25,6 +25,13 @@ const fullIntervalHeadroom = 0.25
 // process can stand still just below its limit (its Go soft limit holding
 // it) and then resume growing.
 //
+// A process the Meter has just started watching has no growth rate yet,
+// and may be leaking fast from its first moment: waiting a whole Interval
+// for the second sample let a worker leaking 200 MB/s reach several times
+// its limit. So the longest wait starts at MinCheckInterval and doubles
+// with each sample until it reaches Interval; a process that stays flat
+// costs about log2(Interval/MinCheckInterval) extra samples in its life.
+//
 // The zero Meter never reports a process over its limit. A Meter is not safe
 // for concurrent use.
 type Meter struct {
@@ -43,6 +50,7 @@ type Meter struct {
 	Lead time.Duration
 
 	over   int
+	ramp   time.Duration // the longest wait after the last sample; zero before the first
 	last   uint64
 	lastAt time.Time
 	rate   float64 // bytes per second, smoothed; zero when not growing
@@ -60,6 +68,7 @@ func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Durat
 	if m.Limit == 0 {
 		return false, interval
 	}
+	longest := m.rampUp(interval)
 	projected := float64(bytes) + m.rate*m.Lead.Seconds()
 	if projected >= float64(m.Limit) {
 		m.over++
@@ -78,7 +87,7 @@ func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Durat
 	// holding the heap at a soft limit just below) says "no growth" right
 	// before the growth resumes.
 	headroom := (float64(m.Limit) - projected) / float64(m.Limit)
-	wait := interval.Seconds() * min(1, headroom/fullIntervalHeadroom)
+	wait := longest.Seconds() * min(1, headroom/fullIntervalHeadroom)
 	if m.rate > 0 {
 		// Half the time to the limit at the current rate, in seconds: a
 		// slow rate makes the time too long for a time.Duration.
@@ -87,13 +96,27 @@ func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Durat
 	return false, max(time.Duration(wait*float64(time.Second)), MinCheckInterval)
 }
 
+// rampUp returns the longest wait after this sample: MinCheckInterval
+// after the first, doubling with each sample after it, up to interval.
+func (m *Meter) rampUp(interval time.Duration) time.Duration {
+	switch {
+	case m.ramp == 0:
+		m.ramp = min(MinCheckInterval, interval)
+	case m.ramp <= interval/2:
+		m.ramp *= 2
+	default:
+		m.ramp = interval
+	}
+	return m.ramp
+}
+
 // Rate returns the smoothed growth rate in bytes per second, zero when the
 // process is not growing.
 func (m *Meter) Rate() float64 { return m.rate }
 
 // Reset forgets the history, as for a new process.
 func (m *Meter) Reset() {
-	m.over, m.last, m.lastAt, m.rate = 0, 0, time.Time{}, 0
+	m.over, m.ramp, m.last, m.lastAt, m.rate = 0, 0, 0, time.Time{}, 0
 }
 
 func (m *Meter) updateRate(now time.Time, bytes uint64) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMeterWithoutALimitNeverReportsOver(t *testing.T) {
@@ -45,16 +46,67 @@ func TestMeterCatchesAFastLeakCloseToTheLimit(t *testing.T) {
 	assert.Less(t, samples, 30, "samples taken")
 }
 
+// TestMeterSamplesSlowlyWhenMemoryIsFlat: a flat process costs a few
+// samples while the Meter is new (see TestMeterSamplesSoonAfterItsFirstSample),
+// then one an Interval.
 func TestMeterSamplesSlowlyWhenMemoryIsFlat(t *testing.T) {
 	m := Meter{Limit: 100 << 20, Interval: 500 * time.Millisecond}
 	now := time.Unix(0, 0)
-	for range 5 {
+	var waits []time.Duration
+	for range 12 {
 		over, next := m.Observe(now, 10<<20)
 		assert.False(t, over)
-		assert.Equal(t, 500*time.Millisecond, next)
+		waits = append(waits, next)
 		now = now.Add(next)
 	}
+	assert.Equal(t, []time.Duration{10, 20, 40, 80, 160, 320, 500, 500, 500, 500, 500, 500},
+		scaled(waits, time.Millisecond), "doubling from MinCheckInterval to Interval")
 	assert.Zero(t, m.Rate())
+	m.Reset()
+	_, next := m.Observe(now, 10<<20)
+	assert.Equal(t, MinCheckInterval, next, "after Reset the Meter is new again")
+}
+
+func scaled(ds []time.Duration, unit time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d / unit
+	}
+	return out
+}
+
+// TestMeterSamplesSoonAfterItsFirstSample: after one sample the Meter
+// knows no growth rate. A second sample a whole Interval later let a
+// worker leaking from its first moment reach several times its limit
+// before the Meter knew it grew at all.
+func TestMeterSamplesSoonAfterItsFirstSample(t *testing.T) {
+	m := Meter{Limit: 64 << 20, Interval: time.Second}
+	_, next := m.Observe(time.Unix(0, 0), 10<<20)
+	assert.Equal(t, MinCheckInterval, next)
+}
+
+// TestMeterCatchesALeakFromTheFirstSample follows the Meter's schedule
+// for a process leaking from the moment it is first sampled, at the
+// issue's two rates (20 and 200 MB/s) towards a 64 MiB limit with a 1 s
+// Interval: the crossing must be seen close to the limit.
+func TestMeterCatchesALeakFromTheFirstSample(t *testing.T) {
+	const limit = 64 << 20
+	for _, rate := range []float64{20e6, 200e6} {
+		m := Meter{Limit: limit, Interval: time.Second}
+		start := time.Unix(0, 0)
+		now := start
+		for samples := 1; ; samples++ {
+			bytes := uint64(10<<20 + rate*now.Sub(start).Seconds())
+			over, next := m.Observe(now, bytes)
+			if over {
+				assert.Less(t, float64(bytes)/limit, 1.02, "at %.0f MB/s, seen at %d bytes", rate/1e6, bytes)
+				assert.Less(t, samples, 30, "at %.0f MB/s", rate/1e6)
+				break
+			}
+			require.Less(t, samples, 1000, "the Meter never reported the crossing")
+			now = now.Add(next)
+		}
+	}
 }
 
 func TestMeterNeedsConsecutiveSamplesOver(t *testing.T) {

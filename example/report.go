@@ -73,7 +73,7 @@ func (r *report) event(e cluster.Event) {
 	case cluster.ExitedAccidental:
 		r.crashes++
 		fmt.Printf("%s worker %d (pid %d) exited unexpectedly: %v\n", at, e.Worker, e.Pid, e.Err)
-	case cluster.ConfigProblem, cluster.GiveUp, cluster.ReadyTimeout, cluster.Killed, cluster.ReloadFailed, cluster.Hung:
+	case cluster.ConfigProblem, cluster.GiveUp, cluster.ReadyTimeout, cluster.Killed, cluster.ReloadFailed, cluster.Hung, cluster.HardLimit:
 		fmt.Printf("%s worker %d (pid %d) %s: %v\n", at, e.Worker, e.Pid, e.Kind, e.Err)
 	}
 }
