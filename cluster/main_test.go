@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,9 @@ const (
 	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
 	asksWithBadReason     = "asks-bad"     // the first worker of a slot asks to be recycled with an invalid reason
 	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
+	servesTLS             = "tls"          // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
+	testTLSCert           = "TEST_TLS_CERT"
+	testTLSKey            = "TEST_TLS_KEY"
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
@@ -77,6 +81,7 @@ func testWorker(behaviour string) int {
 		}
 	}
 	err := Run(cfg, func(w *Worker) error {
+		srv := &http.Server{Handler: testApp()}
 		switch behaviour {
 		case crashAtOnce:
 			os.Exit(3)
@@ -114,8 +119,14 @@ func testWorker(behaviour string) int {
 			go func() { retainedAtStart = touched(testWorkerRetainedMiB << 20) }()
 		case bornOverLimit:
 			retainedAtStart = touched(testWorkerRetainedMiB << 20)
+		case servesTLS:
+			cert, err := tls.LoadX509KeyPair(os.Getenv(testTLSCert), os.Getenv(testTLSKey))
+			if err != nil {
+				return err
+			}
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		}
-		return w.Serve(&http.Server{Handler: testApp(), ErrorLog: nil})
+		return w.Serve(srv)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test worker:", err)
