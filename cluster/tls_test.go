@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,6 +11,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -17,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -258,4 +261,118 @@ func TestASlowTLSHandshakeLosesNoRequestThroughRecycles(t *testing.T) {
 	for _, s := range c.c.Status() {
 		assert.NotContains(t, first, s.Pid, "every worker was replaced")
 	}
+}
+
+// TestAnIdleTLSConnectionIsKeptUntilItsNextRequest: a kept-alive HTTP/1.1
+// connection over TLS, idle when its worker's drain starts, is neither
+// handed off (TLS state lives in the process) nor cut: its next request is
+// answered, with "Connection: close", and only then does the drain end.
+func TestAnIdleTLSConnectionIsKeptUntilItsNextRequest(t *testing.T) {
+	c := startTLSCluster(t, Config{Workers: 1, DrainTimeout: 10 * time.Minute})
+	old := c.waitReady(1)[0]
+
+	cfg := c.client.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	conn, err := tls.Dial("tcp", c.addr, cfg)
+	require.NoError(t, err)
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	get := func() (*http.Response, error) {
+		if _, err := io.WriteString(conn, "GET /health HTTP/1.1\r\nHost: memdrain\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		if err := conn.SetReadDeadline(time.Now().Add(waitLimit)); err != nil {
+			return nil, err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, err
+	}
+	resp, err := get()
+	require.NoError(t, err)
+	require.Equal(t, strconv.Itoa(old), resp.Header.Get("X-Worker-Pid"))
+	require.False(t, resp.Close)
+
+	c.c.Reload()
+	c.waitFor("the old worker's drain", func(e Event) bool { return e.Kind == Draining && e.Pid == old })
+	// The client thinks between requests (its pause, not a wait for the
+	// server), so the connection is idle when the worker's drain starts;
+	// it asks again until the worker, which learns of its drain a moment
+	// after the master, answers "Connection: close".
+	const think = 300 * time.Millisecond
+	for i := 0; ; i++ {
+		require.Less(t, i, 100, "the draining worker never answered Connection: close")
+		time.Sleep(think)
+		resp, err := get()
+		require.NoError(t, err, "the idle connection was cut by the drain")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, strconv.Itoa(old), resp.Header.Get("X-Worker-Pid"), "the same connection, the same worker")
+		if resp.Close {
+			break
+		}
+	}
+	e := c.waitFor("the old worker's exit", func(e Event) bool {
+		return e.Pid == old && (e.Kind == ExitedPlanned || e.Kind == Killed || e.Kind == ExitedAccidental)
+	})
+	assert.Equal(t, ExitedPlanned, e.Kind)
+}
+
+// TestAnIdleHTTP2TLSConnectionGetsGOAWAYWhenTheDrainStarts: an HTTP/2
+// connection over TLS with no stream open is told GOAWAY as its worker's
+// drain starts, rather than kept silent until the drain deadline.
+func TestAnIdleHTTP2TLSConnectionGetsGOAWAYWhenTheDrainStarts(t *testing.T) {
+	c := startTLSCluster(t, Config{Workers: 1, DrainTimeout: 10 * time.Minute})
+	old := c.waitReady(1)[0]
+
+	cfg := c.client.Clone()
+	cfg.NextProtos = []string{"h2"}
+	conn, err := tls.Dial("tcp", c.addr, cfg)
+	require.NoError(t, err)
+	defer conn.Close()
+	require.Equal(t, "h2", conn.ConnectionState().NegotiatedProtocol)
+	// The client preface and an empty SETTINGS frame; no stream is opened.
+	_, err = io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	kind, _ := readFrame(t, conn, br)
+	require.Equal(t, byte(http2Settings), kind, "the server's preface")
+
+	c.c.Reload()
+	for {
+		kind, payload := readFrame(t, conn, br)
+		if kind != http2GoAway {
+			continue // the server's SETTINGS acknowledgement, window updates
+		}
+		require.Len(t, payload, 8)
+		assert.Zero(t, binary.BigEndian.Uint32(payload[4:]), "a graceful GOAWAY: NO_ERROR")
+		break
+	}
+	conn.Close() // the client leaves, as Go's transport does after a GOAWAY
+	e := c.waitFor("the old worker's exit", func(e Event) bool {
+		return e.Pid == old && (e.Kind == ExitedPlanned || e.Kind == Killed || e.Kind == ExitedAccidental)
+	})
+	assert.Equal(t, ExitedPlanned, e.Kind)
+}
+
+// HTTP/2 frame types (RFC 9113, 6).
+const (
+	http2Settings = 0x4
+	http2GoAway   = 0x7
+)
+
+// readFrame reads one HTTP/2 frame and returns its type and payload.
+func readFrame(t *testing.T, conn net.Conn, r *bufio.Reader) (kind byte, payload []byte) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(waitLimit)))
+	var header [9]byte
+	_, err := io.ReadFull(r, header[:])
+	require.NoError(t, err, "the connection ended before a GOAWAY")
+	payload = make([]byte, int(header[0])<<16|int(header[1])<<8|int(header[2]))
+	_, err = io.ReadFull(r, payload)
+	require.NoError(t, err)
+	return header[3], payload
 }
