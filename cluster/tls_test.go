@@ -376,3 +376,15 @@ func readFrame(t *testing.T, conn net.Conn, r *bufio.Reader) (kind byte, payload
 	require.NoError(t, err)
 	return header[3], payload
 }
+
+// TestATLSListenerIsRefusedWithTheCallThatServesHTTPS: a tls.NewListener
+// cannot be shared with worker processes (the TLS state would live in the
+// master); the error says what serves HTTPS instead.
+func TestATLSListenerIsRefusedWithTheCallThatServesHTTPS(t *testing.T) {
+	ln := tls.NewListener(freeListener(t), &tls.Config{})
+	err := Config{Listeners: []net.Listener{ln}}.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Config.Listeners[0]")
+	assert.Contains(t, err.Error(), "TLSConfig")
+	assert.Contains(t, err.Error(), "Worker.Serve")
+}
