@@ -52,6 +52,7 @@ const (
 	asksWithBadReason     = "asks-bad"     // the first worker of a slot asks to be recycled with an invalid reason
 	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
 	servesTLS             = "tls"          // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
+	tlsCertOnlyFirst      = "tls-later"    // as servesTLS, but a slot's later workers have a TLSConfig without a certificate
 	testTLSCert           = "TEST_TLS_CERT"
 	testTLSKey            = "TEST_TLS_KEY"
 	testGate              = "TEST_GATE"
@@ -119,6 +120,12 @@ func testWorker(behaviour string) int {
 			go func() { retainedAtStart = touched(testWorkerRetainedMiB << 20) }()
 		case bornOverLimit:
 			retainedAtStart = touched(testWorkerRetainedMiB << 20)
+		case tlsCertOnlyFirst:
+			if os.Mkdir(filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID)), 0o755) != nil {
+				srv.TLSConfig = &tls.Config{} // a deploy that lost its certificate
+				break
+			}
+			fallthrough
 		case servesTLS:
 			cert, err := tls.LoadX509KeyPair(os.Getenv(testTLSCert), os.Getenv(testTLSKey))
 			if err != nil {

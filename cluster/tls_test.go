@@ -388,3 +388,30 @@ func TestATLSListenerIsRefusedWithTheCallThatServesHTTPS(t *testing.T) {
 	assert.Contains(t, err.Error(), "TLSConfig")
 	assert.Contains(t, err.Error(), "Worker.Serve")
 }
+
+// TestAReplacementWhoseTLSConfigHasNoCertificateNeverDrainsTheOldWorker: a
+// deploy whose server has a TLSConfig without a certificate fails in
+// Worker.Serve. It must fail before it reports ready, or the master drains
+// the worker it replaces for a process that cannot serve.
+func TestAReplacementWhoseTLSConfigHasNoCertificateNeverDrainsTheOldWorker(t *testing.T) {
+	certFile, keyFile, pool := writeSelfSigned(t)
+	cfg := Config{
+		Workers: 1, CrashLimit: 3, BackoffMin: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond,
+		WorkerEnv: []string{testWorkerMarkerDir + "=" + t.TempDir(), testTLSCert + "=" + certFile, testTLSKey + "=" + keyFile},
+	}
+	h := startCluster(t, cfg, tlsCertOnlyFirst)
+	old := h.waitReady(1)[0]
+
+	h.c.Reload()
+	h.waitKind(ReloadFailed)
+	assert.Equal(t, 3, h.count(ExitedAccidental), "each replacement failed")
+	assert.Equal(t, 1, h.count(Ready), "no replacement reported ready, only the old worker")
+	assert.Zero(t, h.count(Draining), "the old worker was never drained")
+
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}
+	resp, err := (&http.Client{Transport: tr, Timeout: waitLimit}).Get("https://" + strings.TrimPrefix(h.url, "http://") + "/health")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, strconv.Itoa(old), resp.Header.Get("X-Worker-Pid"), "the old worker serves on")
+}
