@@ -96,16 +96,22 @@ func TestAPlainHTTPClientIsRefusedOnTheTLSPort(t *testing.T) {
 	c := startTLSCluster(t, Config{Workers: 2})
 	c.waitReady(2)
 
-	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitLimit}
-	for range 8 { // both workers accept from the one socket
-		resp, err := plain.Get("http://" + c.addr + "/health")
-		if err != nil {
-			continue // refused by the handshake: what must happen, in one of its forms
+	h1 := &http.Transport{DisableKeepAlives: true}
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	defer h2c.CloseIdleConnections()
+	for _, tr := range []*http.Transport{h1, h2c} {
+		plain := &http.Client{Transport: tr, Timeout: waitLimit}
+		for range 8 { // both workers accept from the one socket
+			resp, err := plain.Get("http://" + c.addr + "/health")
+			if err != nil {
+				continue // refused by the handshake: what must happen, in one of its forms
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain %s served on the TLS port: %s", resp.Proto, b)
+			assert.Contains(t, string(b), "HTTP request to an HTTPS server")
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP served on the TLS port: %s", b)
-		assert.Contains(t, string(b), "HTTP request to an HTTPS server")
 	}
 
 	for _, h2 := range []bool{false, true} {
