@@ -178,7 +178,8 @@ func (c Config) Validate() error {
 	for i, ln := range c.Listeners {
 		if _, ok := ln.(syscall.Conn); !ok {
 			bad(fmt.Sprintf("Listeners[%d]", i), fmt.Sprintf("a %T", ln),
-				"*net.TCPListener or *net.UnixListener, which can be shared with worker processes")
+				"*net.TCPListener or *net.UnixListener, which can be shared with worker processes "+
+					"(for HTTPS, pass the plain listener and set TLSConfig on the http.Server given to Worker.Serve)")
 		}
 	}
 	if len(c.Listen) > 0 && len(c.Listeners) > 0 {

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,10 @@ const (
 	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
 	heldDrainOfSlot0      = "held-drain"   // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
 	leaksFast             = "leaks-fast"   // leaks fastLeakMiB every fastLeakEvery from the moment it is ready
+	servesTLS             = "tls"          // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
+	tlsCertOnlyFirst      = "tls-later"    // as servesTLS, but a slot's later workers have a TLSConfig without a certificate
+	testTLSCert           = "TEST_TLS_CERT"
+	testTLSKey            = "TEST_TLS_KEY"
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
@@ -91,6 +96,7 @@ func testWorker(behaviour string) int {
 		}
 	}
 	err := Run(cfg, func(w *Worker) error {
+		srv := &http.Server{Handler: testApp()}
 		switch behaviour {
 		case crashAtOnce:
 			os.Exit(3)
@@ -134,8 +140,20 @@ func testWorker(behaviour string) int {
 		case leaksFast:
 			w.Ready()
 			go leakFast()
+		case tlsCertOnlyFirst:
+			if os.Mkdir(filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID)), 0o755) != nil {
+				srv.TLSConfig = &tls.Config{} // a deploy that lost its certificate
+				break
+			}
+			fallthrough
+		case servesTLS:
+			cert, err := tls.LoadX509KeyPair(os.Getenv(testTLSCert), os.Getenv(testTLSKey))
+			if err != nil {
+				return err
+			}
+			srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 		}
-		return w.Serve(&http.Server{Handler: testApp(), ErrorLog: nil})
+		return w.Serve(srv)
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test worker:", err)

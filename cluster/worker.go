@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,8 +112,30 @@ func (w *Worker) Recycle(reason drain.Reason) {
 
 // Serve serves srv on the worker's listeners under its Controller (see
 // drain.Serve), reports ready, counts the requests served and in flight
-// for the master's Status, and returns once the drain is over. A program
-// that serves without it reports no request counts.
+// for the master's Status (and for MaxRequests), and returns once the drain
+// is over. A program that serves without it reports no request counts.
+//
+// Ready is reported when srv is about to accept connections, after
+// drain.Serve accepted srv: a server it refuses (such as a TLSConfig
+// without a certificate) makes Serve return the error without reporting
+// ready, so a bad deploy never drains the worker it was to replace.
+//
+// HTTPS: set srv.TLSConfig, with a certificate (Certificates,
+// GetCertificate or GetConfigForClient), and pass the plain listeners in
+// Config.Listen or Config.Listeners, never a tls.NewListener. Every worker
+// then does its own TLS handshakes, and negotiates HTTP/2 or HTTP/1.1 by
+// ALPN as http.Server.ServeTLS does; a plain-HTTP client is refused by the
+// handshake. The drain keeps its promise over TLS, with one difference: a
+// TLS connection's state lives in its process, so it is never handed to
+// another worker. A draining worker's HTTP/1.1 connections get
+// "Connection: close" with their next response, an idle one being kept
+// until that request, its client's close, or DrainTimeout; its HTTP/2
+// connections get GOAWAY as the drain starts, idle ones included, and close
+// once their client's streams are done. Clients reconnect to a serving
+// worker, and pay a new handshake for it.
+//
+// Serve takes over srv.Handler and srv.BaseContext, calling the values they
+// had, and srv must not be served elsewhere.
 func (w *Worker) Serve(srv *http.Server) error {
 	if srv == nil {
 		return errors.New("cluster: Worker.Serve needs an *http.Server, got nil")
@@ -129,7 +152,17 @@ func (w *Worker) Serve(srv *http.Server) error {
 		}
 		next.ServeHTTP(rw, r)
 	})
-	w.Ready()
+	// Ready once srv is about to accept (net/http calls BaseContext then),
+	// not before drain.Serve: a server it refuses, or one that fails to
+	// start, must never drain the worker this one replaces.
+	baseContext := srv.BaseContext
+	srv.BaseContext = func(ln net.Listener) context.Context {
+		w.Ready()
+		if baseContext != nil {
+			return baseContext(ln)
+		}
+		return context.Background()
+	}
 	res, err := drain.Serve(srv, w.Controller, w.Listeners...)
 	w.Logger.Info("worker drained", "drain", res)
 	return err

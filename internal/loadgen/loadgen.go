@@ -7,9 +7,11 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -27,8 +29,26 @@ type Config struct {
 	Clients int
 	// KeepAlive reuses connections; otherwise every request dials anew.
 	KeepAlive bool
-	// HTTP2 speaks HTTP/2 without TLS (h2c, prior knowledge).
+	// HTTP2 speaks HTTP/2: over TLS (negotiated by ALPN, HTTP/1.1 not
+	// offered) when TLS is set, otherwise without TLS (h2c, prior
+	// knowledge).
 	HTTP2 bool
+	// TLS is the clients' TLS configuration, for an https URL: set its
+	// RootCAs to trust the server's certificate. Over TLS the clients
+	// offer only HTTP/1.1 by ALPN, or only HTTP/2 with HTTP2. Go's
+	// transport still speaks HTTP/1.1 to a server that does not choose h2:
+	// Outcome.Proto says what was spoken.
+	TLS *tls.Config
+	// SecondFlight delays each connection's first Write after its first
+	// Read by this long. Over TLS that is the client's second handshake
+	// flight (its Finished): the handshake of a client far away, without
+	// network emulation. The server sees what such a client causes: a
+	// connection still in its handshake long after it was accepted.
+	SecondFlight time.Duration
+	// Pause is the most each client waits between requests: a random time
+	// from 0 to Pause, so kept-alive connections are idle at any moment,
+	// as a browser's or a service's are. Zero: no pause.
+	Pause time.Duration
 	// PerClient bounds the requests of each client; zero means until ctx ends.
 	PerClient int
 	// Timeout bounds each request; zero means 10 s.
@@ -47,6 +67,7 @@ type Outcome struct {
 	Failure    string // empty on success
 	Retried    bool   // the transport sent the request more than once
 	Header     string // the value of Config.Header
+	Proto      string // the response's protocol, "HTTP/1.1" or "HTTP/2.0"
 }
 
 // Result totals a load run.
@@ -73,10 +94,28 @@ func Run(ctx context.Context, cfg Config) Result {
 		DisableKeepAlives:   !cfg.KeepAlive,
 		MaxIdleConnsPerHost: max(cfg.Clients, 2),
 		DialContext:         (&net.Dialer{Timeout: cfg.Timeout}).DialContext,
+		TLSClientConfig:     cfg.TLS,
 	}
-	if cfg.HTTP2 {
+	switch {
+	case cfg.HTTP2 && cfg.TLS != nil:
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetHTTP2(true)
+	case cfg.HTTP2:
 		transport.Protocols = new(http.Protocols)
 		transport.Protocols.SetUnencryptedHTTP2(true)
+	case cfg.TLS != nil:
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetHTTP1(true)
+	}
+	if cfg.SecondFlight > 0 {
+		dial := transport.DialContext
+		transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &lateConn{Conn: conn, delay: cfg.SecondFlight, closed: make(chan struct{})}, nil
+		}
 	}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: cfg.Timeout}
@@ -112,11 +151,30 @@ func Run(ctx context.Context, cfg Config) Result {
 				if cfg.OnResponse != nil {
 					cfg.OnResponse(o)
 				}
+				if !pause(ctx, cfg.Pause) {
+					return
+				}
 			}
 		}()
 	}
 	wg.Wait()
 	return total
+}
+
+// pause waits a random time from 0 to most, and reports false if ctx ended
+// first.
+func pause(ctx context.Context, most time.Duration) bool {
+	if most <= 0 {
+		return true
+	}
+	t := time.NewTimer(rand.N(most))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func do(ctx context.Context, client *http.Client, cfg Config) Outcome {
@@ -139,6 +197,7 @@ func do(ctx context.Context, client *http.Client, cfg Config) Outcome {
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		o.Status = resp.StatusCode
+		o.Proto = resp.Proto
 		if cfg.Header != "" {
 			o.Header = resp.Header.Get(cfg.Header)
 		}
