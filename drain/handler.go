@@ -47,13 +47,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(w)
 		return
 	}
-	defer h.c.Release()
 	if !h.servedByServe && FromContext(r.Context()) != h.c {
 		r = r.WithContext(NewContext(r.Context(), h.c))
 	}
 	cw := wrapWriter(w, h.c)
-	defer releaseWriter(cw)
+	defer h.finish(cw)
 	h.next.ServeHTTP(cw, r)
+}
+
+// finish ends a request's unit of work, after it returned or panicked.
+func (h *handler) finish(cw http.ResponseWriter) {
+	releaseWriter(cw)
+	h.c.Release()
 }
 
 func refuse(w http.ResponseWriter) {
