@@ -473,3 +473,19 @@ func TestServeWaitsForAHijackingHandler(t *testing.T) {
 	got := s.wait(t)
 	assert.False(t, got.res.DeadlineExceeded)
 }
+
+// TestListenAndServeClosesItsListenerWhenTheDrainEndedFirst: a drain that
+// ended before serving began (a context cancelled at once, a signal during
+// start-up) still leaves no listener open.
+func TestListenAndServeClosesItsListenerWhenTheDrainEndedFirst(t *testing.T) {
+	ln := listen(t)
+	c := newController(t, time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	c.Start(Manual)
+	res, err := ListenAndServe(ctx, &http.Server{Handler: tagged("x")}, c, Options{Listener: ln, Logger: quiet})
+	require.NoError(t, err)
+	assert.Equal(t, Manual, res.Reason)
+	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	assert.Error(t, err, "nothing listens any more")
+}
