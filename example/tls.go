@@ -1,19 +1,14 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"time"
+
+	"github.com/memdrain/memdrain/internal/selfsigned"
 )
 
 // protocolFlags choose what the workers speak besides HTTP/1.1 in the
@@ -51,40 +46,11 @@ func (p *protocolFlags) server(h http.Handler) (*http.Server, error) {
 	srv.Protocols.SetUnencryptedHTTP2(p.h2c)
 	if p.tls {
 		srv.Protocols.SetHTTP2(true)
-		cert, err := selfSigned()
+		cert, err := selfsigned.New()
 		if err != nil {
 			return nil, fmt.Errorf("-tls: making a certificate: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	return srv, nil
-}
-
-// selfSigned makes a certificate for 127.0.0.1, ::1 and localhost, valid
-// for a day, with a fresh P-256 key that never leaves memory.
-func selfSigned() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "memdrain example"},
-		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
