@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -208,4 +209,96 @@ func TestALimitBelowWhatTheProgramNeedsMakesTheMasterGiveUp(t *testing.T) {
 	assert.GreaterOrEqual(t, h.count(ConfigProblem), 3)
 	assert.Zero(t, h.count(ExitedAccidental))
 	assert.Empty(t, children(t), "no worker outlives Run")
+}
+
+// sampleLog records when the master sampled each worker, through a Sampler
+// that reads the real RSS, and closes reached once the watched pid has
+// been sampled want times.
+type sampleLog struct {
+	mu      sync.Mutex
+	times   map[int][]time.Time
+	watched int
+	want    int
+	reached chan struct{}
+}
+
+func newSampleLog() *sampleLog {
+	return &sampleLog{times: map[int][]time.Time{}, reached: make(chan struct{})}
+}
+
+func (l *sampleLog) sampler() drain.Sampler {
+	return drain.SamplerFunc(func(pid int) (uint64, error) {
+		l.mu.Lock()
+		l.times[pid] = append(l.times[pid], time.Now())
+		if pid == l.watched && len(l.times[pid]) == l.want {
+			close(l.reached)
+		}
+		l.mu.Unlock()
+		return drain.RSS.Sample(pid)
+	})
+}
+
+// watch makes reached close once pid has been sampled n times.
+func (l *sampleLog) watch(pid, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.watched, l.want = pid, n
+	if len(l.times[pid]) >= n {
+		close(l.reached)
+	}
+}
+
+// longestGap returns the longest time between two samples of pid.
+func (l *sampleLog) longestGap(pid int) (longest time.Duration, samples int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ts := l.times[pid]
+	for i := 1; i < len(ts); i++ {
+		longest = max(longest, ts[i].Sub(ts[i-1]))
+	}
+	return longest, len(ts)
+}
+
+// TestAnIdleWorkerIsSampledForTheClustersGrowth: slot 0's workers leak
+// 200 MiB/s, one after the other, while slot 1's worker stays flat. When
+// a worker drains, its clients move to the others: slot 1's worker may
+// take that whole load at any moment. So it must be sampled as often as
+// the cluster's growth calls for, not on its own flat past. Measured on its
+// own, its waits doubled from 10 ms up to CheckInterval (here 10 s): its
+// 11th sample came 5 s after its 10th. In the harness an idle worker that
+// took its sibling's load was next sampled 290 ms later, at twice its
+// limit. With the cluster's growth, a wait is at most half the time slot
+// 1's worker would take to reach its limit at 200 MiB/s: about 0.25 s.
+func TestAnIdleWorkerIsSampledForTheClustersGrowth(t *testing.T) {
+	const samplesSeen = 11
+	samples := newSampleLog()
+	cfg := Config{
+		Workers: 2, MaxMemory: 128 << 20, SoftLimitRatio: -1, CheckInterval: 10 * time.Second,
+		Sampler: samples.sampler(),
+	}
+	h := startCluster(t, cfg, behaveNormally)
+	h.waitReady(2)
+	idle := h.servingPid(1)
+	samples.watch(idle, samplesSeen)
+	require.NoError(t, syscall.Kill(h.servingPid(0), syscall.SIGUSR1))
+	deadline := time.After(waitLimit)
+	for watching := true; watching; {
+		select {
+		case e := <-h.events:
+			h.seen = append(h.seen, e)
+			if e.Kind == Ready && e.Worker == 0 {
+				require.NoError(t, syscall.Kill(e.Pid, syscall.SIGUSR1)) // slot 0 leaks on
+			}
+		case <-samples.reached:
+			watching = false
+		case <-deadline:
+			t.Fatalf("slot 1's worker was not sampled %d times in %v", samplesSeen, waitLimit)
+		}
+	}
+	longest, n := samples.longestGap(idle)
+	assert.Less(t, longest, 1500*time.Millisecond, "slot 1's idle worker went unsampled that long (%d samples)", n)
+	assert.Positive(t, h.count(Draining), "slot 0 was recycled meanwhile")
+	assert.Equal(t, idle, h.servingPid(1), "slot 1's worker never leaked")
+	require.NoError(t, h.stop())
+	assert.Zero(t, h.count(ExitedAccidental))
 }

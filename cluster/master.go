@@ -33,6 +33,7 @@ type master struct {
 	queue      []*slot       // slots waiting for a replacement, in order
 	crashes    []time.Time   // accidental exits within the crash window
 	readyTime  time.Duration // smoothed spawn-to-ready time, the Meter's lead
+	growth     growth        // all workers' memory growth, each Meter's WorstRate
 	stopping   bool
 	reloads    int // SIGHUPs so far: a process spawned before the last must go
 	lastReload reloadState

@@ -14,6 +14,7 @@ import (
 // total budget, age.
 func (m *master) sample() {
 	now := time.Now()
+	worst := m.worstRate(now)
 	for _, p := range m.procs {
 		if p.state == StateServing && !p.retireAt.IsZero() && !now.Before(p.retireAt) {
 			// Acted on once: if the slot is busy (a replacement is queued
@@ -47,6 +48,7 @@ func (m *master) sample() {
 			// HardMemory is above MaxMemory, for it may leak as well.
 			p.ceiling.Limit = max(m.cfg.HardMemory, scale(bytes, float64(m.cfg.HardMemory)/float64(m.cfg.MaxMemory)))
 		}
+		p.meter.WorstRate, p.ceiling.WorstRate = worst, worst
 		over, next := p.meter.Observe(now, bytes)
 		pastCeiling, untilCeiling := p.ceiling.Observe(now, bytes)
 		switch {
@@ -76,6 +78,16 @@ func (m *master) sample() {
 		}
 	}
 	m.checkBudget()
+}
+
+// worstRate returns how fast any worker may start to grow at now: the
+// growth of all of them together (see growth).
+func (m *master) worstRate(now time.Time) float64 {
+	var sum float64
+	for _, p := range m.procs {
+		sum += p.meter.Rate()
+	}
+	return m.growth.update(now, sum, m.cfg.CheckInterval)
 }
 
 // scale returns n × ratio, as far as a uint64 goes.

@@ -48,6 +48,15 @@ type Meter struct {
 	// sets it to the time a replacement needs to get ready, so the
 	// replacement serves before the old process crosses the limit.
 	Lead time.Duration
+	// WorstRate, in bytes per second, is how fast the process may start
+	// growing at any moment, whatever its own past says. The Meter
+	// schedules its samples for the higher of WorstRate and the rate it
+	// measured, but reports the process over its limit only on what it
+	// measured (and Lead). A supervisor sets it to the growth of all its
+	// processes together: when one of them drains, its clients move to
+	// the others, and a process that grew slowly or not at all may take
+	// the whole load between two samples. Zero means no such bound.
+	WorstRate float64
 
 	over   int
 	ramp   time.Duration // the longest wait after the last sample; zero before the first
@@ -88,10 +97,10 @@ func (m *Meter) Observe(now time.Time, bytes uint64) (over bool, next time.Durat
 	// before the growth resumes.
 	headroom := (float64(m.Limit) - projected) / float64(m.Limit)
 	wait := longest.Seconds() * min(1, headroom/fullIntervalHeadroom)
-	if m.rate > 0 {
+	if rate := max(m.rate, m.WorstRate); rate > 0 {
 		// Half the time to the limit at the current rate, in seconds: a
 		// slow rate makes the time too long for a time.Duration.
-		wait = min(wait, (float64(m.Limit)-projected)/m.rate/2)
+		wait = min(wait, (float64(m.Limit)-projected)/rate/2)
 	}
 	return false, max(time.Duration(wait*float64(time.Second)), MinCheckInterval)
 }

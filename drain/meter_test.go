@@ -195,3 +195,41 @@ func TestMeterDoesNotTrustAPlateauCloseToTheLimit(t *testing.T) {
 	_, far := m.Observe(now, 50<<20)
 	assert.Equal(t, time.Second, far, "with half the limit left, the full interval")
 }
+
+// TestMeterPlansForWorstRate: a process idle so far, its waits ramped up
+// to Interval, takes over the whole load of a cluster (its sibling
+// drained; 400 MiB/s between them in the harness). Planned for
+// its own rate it would be sampled a whole Interval later, hundreds of
+// MiB past its limit; planned for WorstRate, its crossing is seen close
+// to the limit. WorstRate alone never reports it over.
+func TestMeterPlansForWorstRate(t *testing.T) {
+	const limit = 64 << 20
+	const worst = 400 << 20 // bytes per second
+	for _, worstRate := range []float64{0, worst} {
+		m := Meter{Limit: limit, Interval: time.Second, WorstRate: worstRate}
+		now := time.Unix(0, 0)
+		var next time.Duration
+		for range 12 { // idle at 10 MiB: the waits ramp up to Interval
+			var over bool
+			over, next = m.Observe(now, 10<<20)
+			require.False(t, over, "WorstRate alone reports nothing over")
+			now = now.Add(next)
+		}
+		if worstRate == 0 {
+			assert.Equal(t, time.Second, next, "without WorstRate: the idle process's own rate")
+			continue
+		}
+		assert.LessOrEqual(t, next, 70*time.Millisecond, "half the time to the limit at WorstRate")
+		start := now // the load arrives here, at WorstRate
+		for samples := 1; ; samples++ {
+			bytes := uint64(10<<20 + worst*now.Sub(start).Seconds())
+			over, next := m.Observe(now, bytes)
+			if over {
+				assert.Less(t, float64(bytes)/limit, 1.07, "seen at %.1f MiB", float64(bytes)/(1<<20))
+				break
+			}
+			require.Less(t, samples, 1000, "the Meter never reported the crossing")
+			now = now.Add(next)
+		}
+	}
+}
