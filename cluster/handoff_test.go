@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +86,73 @@ func tracedGet(client *http.Client, url string) (pid int, reused bool, err error
 	io.Copy(io.Discard, resp.Body)
 	_, err = fmt.Sscan(resp.Header.Get("X-Worker-Pid"), &pid)
 	return pid, reused, err
+}
+
+// TestConnectionsQueuedForAWorkerThatDiesGoToAnother: connections handed
+// to a worker that dies before it took them are neither closed with it nor
+// dropped by the master: the master takes back those it had not written
+// and those queued on the dead worker's socket, and gives them to a worker
+// that serves, parked until one does. B is stopped (SIGSTOP), so that
+// everything handed to it stays queued; A, told to drain by a signal of
+// its own, hands its idle connections to B, the only worker serving; then
+// B is killed. Every connection still answers its next request.
+func TestConnectionsQueuedForAWorkerThatDiesGoToAnother(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, DrainTimeout: 10 * time.Minute, BackoffMin: 10 * time.Millisecond}, behaveNormally)
+	pids := h.waitReady(2)
+	addr := h.url[len("http://"):]
+
+	// Kept-alive connections, as many as the hand-off socket cannot queue.
+	type client struct {
+		conn net.Conn
+		r    *bufio.Reader
+	}
+	request := func(c client) (pid int, err error) {
+		if err := c.conn.SetDeadline(time.Now().Add(waitLimit)); err != nil {
+			return 0, err
+		}
+		if _, err := io.WriteString(c.conn, "GET /work?ms=1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(c.r, nil)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK || resp.Close {
+			return 0, fmt.Errorf("status %d, close %v", resp.StatusCode, resp.Close)
+		}
+		_, err = fmt.Sscan(resp.Header.Get("X-Worker-Pid"), &pid)
+		return pid, err
+	}
+	byPid := map[int][]client{}
+	for range 48 {
+		conn, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer conn.Close()
+		c := client{conn, bufio.NewReader(conn)}
+		pid, err := request(c)
+		require.NoError(t, err)
+		byPid[pid] = append(byPid[pid], c)
+	}
+	a, b := pids[0], pids[1]
+	if len(byPid[b]) > len(byPid[a]) {
+		a, b = b, a
+	}
+	handed := byPid[a]
+	t.Logf("%d connections on A, %d on B", len(handed), len(byPid[b]))
+	require.Greater(t, len(handed), 10, "more than a hand-off socket queues")
+
+	require.NoError(t, syscall.Kill(b, syscall.SIGSTOP))
+	killAtCleanup(t, b)
+	require.NoError(t, syscall.Kill(a, syscall.SIGTERM))
+	h.waitFor("A's exit", func(e Event) bool { return e.Pid == a && (e.Kind == ExitedPlanned || e.Kind == ExitedAccidental) })
+	require.NoError(t, syscall.Kill(b, syscall.SIGKILL))
+	h.waitFor("B's exit", func(e Event) bool { return e.Pid == b && e.Kind == ExitedAccidental })
+
+	for i, c := range handed {
+		pid, err := request(c)
+		require.NoError(t, err, "connection %d of %d, handed to a worker that died", i+1, len(handed))
+		assert.NotContains(t, []int{a, b}, pid)
+	}
 }
