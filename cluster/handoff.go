@@ -292,8 +292,9 @@ func (q *handoffQueue) stop(to *net.UnixConn) []passedConn {
 
 // forward writes the queued connections to the worker's socket until the
 // queue is closed. What it has not written when the queue closes stays
-// queued, for stop.
-func (q *handoffQueue) forward(to *net.UnixConn) {
+// queued, for stop. A connection the kernel refuses to carry while the
+// worker lives goes to refused, for another worker.
+func (q *handoffQueue) forward(to *net.UnixConn, refused func(passedConn)) {
 	defer close(q.done)
 	for range q.wake {
 		q.mu.Lock()
@@ -305,18 +306,18 @@ func (q *handoffQueue) forward(to *net.UnixConn) {
 		q.conns = nil
 		q.mu.Unlock()
 		for i, pc := range conns {
-			if err := sendConn(to, pc); err != nil && q.isClosed() {
+			err := sendConn(to, pc)
+			switch {
+			case err == nil:
+				pc.file.Close() // the datagram carries its own reference
+			case q.isClosed():
 				q.mu.Lock()
 				q.conns = append(conns[i:len(conns):len(conns)], q.conns...)
 				q.mu.Unlock()
 				return
-			} else if err != nil {
-				// Not the worker's exit: a datagram the kernel refused.
-				// Nothing else can carry it.
-				pc.file.Close()
-				continue
+			default:
+				refused(pc)
 			}
-			pc.file.Close()
 		}
 	}
 }

@@ -137,7 +137,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		}
 	}()
 	go m.receiveFrom(p)
-	go p.handoffs.forward(p.handoff)
+	go p.handoffs.forward(p.handoff, func(pc passedConn) { m.postHandoff(evHandoff{p, pc}) })
 	go func() {
 		err := cmd.Wait()
 		p.ctrl.close()
