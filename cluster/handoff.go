@@ -16,7 +16,10 @@ import (
 // from the control channel: one datagram is one connection, its descriptor
 // as SCM_RIGHTS, its payload the listener's index followed by the bytes the
 // worker had read from it. The master's loop picks the serving worker that
-// receives it.
+// receives it, or parks it until one serves. No connection in transit is
+// closed before shutdown: the master keeps a copy of each worker's end, so
+// that when a worker exits it takes back whatever was queued for it (and
+// whatever it returned as it exited) and routes it again.
 
 // passedConn is one connection in transit: its descriptor and payload.
 type passedConn struct {
