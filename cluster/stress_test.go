@@ -109,18 +109,20 @@ func TestAReloadUnderThousandsOfKeepAliveClientsLosesNoRequest(t *testing.T) {
 // TestALateFirstByteLosesNoRequestThroughRecycles: a new connection for
 // every request, whose request is written 150 ms after connect (a client
 // far away), so that connections with nothing read yet are on the workers
-// whenever a drain starts. A drain hands them off; none is closed.
+// whenever a drain starts, through recycles for memory (the leaky app). A
+// drain hands them off; none is closed.
 func TestALateFirstByteLosesNoRequestThroughRecycles(t *testing.T) {
-	h := startCluster(t, Config{Workers: 2, MaxRequests: 200, DrainTimeout: 10 * time.Minute}, behaveNormally)
+	cfg := Config{Workers: 2, MaxMemory: 96 << 20, CheckInterval: 100 * time.Millisecond, DrainTimeout: 10 * time.Minute}
+	h := startCluster(t, cfg, behaveNormally)
 	h.waitReady(2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	l := startLoad(ctx, loadgen.Config{
-		URL: h.url + "/work?ms=1&leak=16", Method: http.MethodPost, Clients: 32,
+		URL: h.url + "/work?ms=1&leak=256", Method: http.MethodPost, Clients: 32,
 		FirstWrite: 150 * time.Millisecond,
 	})
-	h.waitPlanned(4, drain.Requests)
+	h.waitPlanned(4, drain.Memory)
 	cancel()
 	r := <-l.result
 	t.Logf("request written 150 ms after connect, 4 recycles: %v", r)
