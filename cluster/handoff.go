@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/memdrain/memdrain/internal/connpass"
 )
@@ -15,7 +16,10 @@ import (
 // from the control channel: one datagram is one connection, its descriptor
 // as SCM_RIGHTS, its payload the listener's index followed by the bytes the
 // worker had read from it. The master's loop picks the serving worker that
-// receives it.
+// receives it, or parks it until one serves. No connection in transit is
+// closed before shutdown: the master keeps a copy of each worker's end, so
+// that when a worker exits it takes back whatever was queued for it (and
+// whatever it returned as it exited) and routes it again.
 
 // passedConn is one connection in transit: its descriptor and payload.
 type passedConn struct {
@@ -116,33 +120,88 @@ type evHandoff struct {
 }
 
 // receiveFrom posts every connection p hands off to the loop, until p's
-// socket ends.
+// socket fails: reclaimHandoffs sets a deadline once p has exited.
 func (m *master) receiveFrom(p *proc) {
+	defer close(p.received)
 	for {
 		pc, err := receiveConn(p.handoff)
 		if err != nil {
 			return
 		}
-		m.post(evHandoff{p, pc})
+		m.postHandoff(evHandoff{p, pc})
 	}
 }
 
+// postHandoff posts a connection to the loop; once the loop has ended
+// (Run returns) it closes it.
+func (m *master) postHandoff(ev evHandoff) {
+	select {
+	case m.events <- ev:
+	case <-m.done:
+		ev.conn.file.Close()
+	}
+}
+
+// reclaimHandoffs returns every connection still in transit to or from p,
+// which has exited, for the loop to route to another worker: those p sent
+// that the master has not read yet (it returns its queued ones as it
+// exits), those routed to p that the forwarder had not written, and those
+// written that p never read. The master keeps its copy of p's end of the
+// socket open for this: a socket closed with datagrams queued would close
+// their connections under their clients.
+func (p *proc) reclaimHandoffs() []passedConn {
+	p.handoff.SetReadDeadline(aLongTimeAgo) // ends receiveFrom, which posts what it read
+	<-p.received
+	p.handoff.SetReadDeadline(time.Time{})
+	back := receiveQueued(p.handoff)
+	back = append(back, p.handoffs.stop(p.handoff)...)
+	back = append(back, receiveQueued(p.handoffPeer)...)
+	p.handoff.Close()
+	p.handoffPeer.Close()
+	return back
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
 // routeHandoff passes a connection to the serving worker with the fewest
 // requests in flight, other than the one it came from. With none (every
-// worker draining, at shutdown), the connection is closed, as a server
-// closes an idle connection when it stops.
+// worker draining or starting, after a crash or a hard-limit drain), it is
+// parked until one serves: its client sees nothing, as a connection in the
+// listen queue sees nothing. Once the master is shutting down, it is
+// closed, as a server closes an idle connection when it stops.
 func (m *master) routeHandoff(ev evHandoff) {
-	var to *proc
-	for _, p := range m.procs {
-		if p != ev.from && p.state == StateServing && (to == nil || p.inFlight < to.inFlight) {
-			to = p
-		}
-	}
-	if to == nil {
+	if m.stopping {
 		ev.conn.file.Close()
 		return
 	}
-	to.handoffs.push(ev.conn)
+	for {
+		var to *proc
+		for _, p := range m.procs {
+			if p != ev.from && p.state == StateServing && !p.handoffs.isClosed() && (to == nil || p.inFlight < to.inFlight) {
+				to = p
+			}
+		}
+		if to == nil {
+			m.parked = append(m.parked, ev.conn)
+			return
+		}
+		if to.handoffs.push(ev.conn) {
+			return
+		}
+	}
+}
+
+// routeParked routes the parked connections once a worker serves, and
+// closes them once the master is shutting down.
+func (m *master) routeParked() {
+	if len(m.parked) == 0 {
+		return
+	}
+	parked := m.parked
+	m.parked = nil
+	for _, pc := range parked {
+		m.routeHandoff(evHandoff{conn: pc})
+	}
 }
 
 // rerouteHandoffs sends the connections queued for p, which stopped
@@ -162,23 +221,44 @@ type handoffQueue struct {
 	conns  []passedConn
 	closed bool
 	wake   chan struct{}
+	done   chan struct{} // forward returned
 }
 
-func newHandoffQueue() *handoffQueue { return &handoffQueue{wake: make(chan struct{}, 1)} }
+func newHandoffQueue() *handoffQueue {
+	return &handoffQueue{wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
 
-func (q *handoffQueue) push(pc passedConn) {
+// push queues pc, and reports false if the queue is closed: pc is still
+// the caller's.
+func (q *handoffQueue) push(pc passedConn) bool {
+	if q == nil {
+		return false // a unit test's worker
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
-		pc.file.Close()
-		return
+		return false
 	}
 	q.conns = append(q.conns, pc)
 	q.mu.Unlock()
+	q.poke()
+	return true
+}
+
+func (q *handoffQueue) poke() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
 	}
+}
+
+func (q *handoffQueue) isClosed() bool {
+	if q == nil {
+		return true
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.closed
 }
 
 // takeAll returns the connections not yet written, for another worker.
@@ -193,8 +273,7 @@ func (q *handoffQueue) takeAll() []passedConn {
 	return conns
 }
 
-// close ends forward once the worker has exited; connections not yet
-// written are closed.
+// close refuses further connections; those queued stay for stop.
 func (q *handoffQueue) close() {
 	if q == nil {
 		return // a unit test's worker
@@ -202,28 +281,46 @@ func (q *handoffQueue) close() {
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.poke()
+}
+
+// stop closes the queue, interrupts the forwarder's write on to, waits for
+// it to return, and returns the connections it did not write.
+func (q *handoffQueue) stop(to *net.UnixConn) []passedConn {
+	q.close()
+	to.SetWriteDeadline(aLongTimeAgo)
+	<-q.done
+	return q.takeAll()
 }
 
 // forward writes the queued connections to the worker's socket until the
-// queue is closed.
-func (q *handoffQueue) forward(to *net.UnixConn) {
+// queue is closed. What it has not written when the queue closes stays
+// queued, for stop. A connection the kernel refuses to carry while the
+// worker lives goes to refused, for another worker.
+func (q *handoffQueue) forward(to *net.UnixConn, refused func(passedConn)) {
+	defer close(q.done)
 	for range q.wake {
 		q.mu.Lock()
-		conns, closed := q.conns, q.closed
+		if q.closed {
+			q.mu.Unlock()
+			return
+		}
+		conns := q.conns
 		q.conns = nil
 		q.mu.Unlock()
-		for _, pc := range conns {
-			if !closed {
-				_ = sendConn(to, pc)
+		for i, pc := range conns {
+			err := sendConn(to, pc)
+			switch {
+			case err == nil:
+				pc.file.Close() // the datagram carries its own reference
+			case q.isClosed():
+				q.mu.Lock()
+				q.conns = append(conns[i:len(conns):len(conns)], q.conns...)
+				q.mu.Unlock()
+				return
+			default:
+				refused(pc)
 			}
-			pc.file.Close()
-		}
-		if closed {
-			return
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,4 +86,107 @@ func tracedGet(client *http.Client, url string) (pid int, reused bool, err error
 	io.Copy(io.Discard, resp.Body)
 	_, err = fmt.Sscan(resp.Header.Get("X-Worker-Pid"), &pid)
 	return pid, reused, err
+}
+
+// TestConnectionsQueuedForAWorkerThatDiesGoToAnother: connections handed
+// to a worker that dies before it took them are neither closed with it nor
+// dropped by the master: the master takes back those it had not written
+// and those queued on the dead worker's socket, and gives them to a worker
+// that serves, parked until one does. B is stopped (SIGSTOP), so that
+// everything handed to it stays queued; A, told to drain by a signal of
+// its own, hands its idle connections to B, the only worker serving; then
+// B is killed. Every connection still answers its next request.
+func TestConnectionsQueuedForAWorkerThatDiesGoToAnother(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, DrainTimeout: 10 * time.Minute, BackoffMin: 10 * time.Millisecond}, behaveNormally)
+	pids := h.waitReady(2)
+	addr := h.url[len("http://"):]
+
+	// Kept-alive connections, as many as the hand-off socket cannot queue.
+	byPid := map[int][]rawClient{}
+	for range 48 {
+		c := dialRaw(t, addr)
+		pid, err := c.request()
+		require.NoError(t, err)
+		byPid[pid] = append(byPid[pid], c)
+	}
+	a, b := pids[0], pids[1]
+	if len(byPid[b]) > len(byPid[a]) {
+		a, b = b, a
+	}
+	handed := byPid[a]
+	t.Logf("%d connections on A, %d on B", len(handed), len(byPid[b]))
+	require.Greater(t, len(handed), 10, "more than a hand-off socket queues")
+
+	require.NoError(t, syscall.Kill(b, syscall.SIGSTOP))
+	killAtCleanup(t, b)
+	require.NoError(t, syscall.Kill(a, syscall.SIGTERM))
+	h.waitFor("A's exit", func(e Event) bool { return e.Pid == a && (e.Kind == ExitedPlanned || e.Kind == ExitedAccidental) })
+	require.NoError(t, syscall.Kill(b, syscall.SIGKILL))
+	h.waitFor("B's exit", func(e Event) bool { return e.Pid == b && e.Kind == ExitedAccidental })
+
+	for i, c := range handed {
+		pid, err := c.request()
+		require.NoError(t, err, "connection %d of %d, handed to a worker that died", i+1, len(handed))
+		assert.NotContains(t, []int{a, b}, pid)
+	}
+}
+
+// TestAHandOffWithNoWorkerServingWaitsForOne: the only worker drains on a
+// signal of its own, before any replacement is serving. Its idle
+// connections are parked by the master, not closed, and served by the
+// worker respawned in its slot.
+func TestAHandOffWithNoWorkerServingWaitsForOne(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1, DrainTimeout: 10 * time.Minute, BackoffMin: 10 * time.Millisecond}, behaveNormally)
+	old := h.waitReady(1)[0]
+	var idle []rawClient
+	for range 4 {
+		c := dialRaw(t, h.url[len("http://"):])
+		_, err := c.request()
+		require.NoError(t, err)
+		idle = append(idle, c)
+	}
+	require.NoError(t, syscall.Kill(old, syscall.SIGTERM))
+	h.waitFor("its exit", func(e Event) bool { return e.Pid == old && (e.Kind == ExitedPlanned || e.Kind == ExitedAccidental) })
+	for i, c := range idle {
+		pid, err := c.request()
+		require.NoError(t, err, "connection %d of %d", i+1, len(idle))
+		assert.NotEqual(t, old, pid)
+	}
+}
+
+// rawClient is a kept-alive HTTP/1.1 connection driven by hand, so that a
+// test knows which connection each request goes over.
+type rawClient struct {
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) rawClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	return rawClient{conn, bufio.NewReader(conn)}
+}
+
+// request sends a GET and returns the pid of the worker that answered it;
+// a response that closes the connection is an error.
+func (c rawClient) request() (pid int, err error) {
+	if err := c.conn.SetDeadline(time.Now().Add(waitLimit)); err != nil {
+		return 0, err
+	}
+	if _, err := io.WriteString(c.conn, "GET /work?ms=1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		return 0, fmt.Errorf("status %d, close %v", resp.StatusCode, resp.Close)
+	}
+	_, err = fmt.Sscan(resp.Header.Get("X-Worker-Pid"), &pid)
+	return pid, err
 }

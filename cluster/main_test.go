@@ -54,6 +54,7 @@ const (
 	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
 	heldDrainOfSlot0      = "held-drain"   // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
 	leaksFast             = "leaks-fast"   // leaks fastLeakMiB every fastLeakEvery from the moment it is ready
+	servesH2C             = "h2c"          // serves HTTP/1.1 and HTTP/2 without TLS (prior knowledge)
 	servesTLS             = "tls"          // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
 	tlsCertOnlyFirst      = "tls-later"    // as servesTLS, but a slot's later workers have a TLSConfig without a certificate
 	testTLSCert           = "TEST_TLS_CERT"
@@ -140,6 +141,10 @@ func testWorker(behaviour string) int {
 		case leaksFast:
 			w.Ready()
 			go leakFast()
+		case servesH2C:
+			srv.Protocols = new(http.Protocols)
+			srv.Protocols.SetHTTP1(true)
+			srv.Protocols.SetUnencryptedHTTP2(true)
 		case tlsCertOnlyFirst:
 			if os.Mkdir(filepath.Join(os.Getenv(testWorkerMarkerDir), strconv.Itoa(w.ID)), 0o755) != nil {
 				srv.TLSConfig = &tls.Config{} // a deploy that lost its certificate

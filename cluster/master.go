@@ -35,7 +35,8 @@ type master struct {
 	readyTime  time.Duration // smoothed spawn-to-ready time, the Meter's lead
 	growth     growth        // all workers' memory growth, each Meter's WorstRate
 	stopping   bool
-	reloads    int // SIGHUPs so far: a process spawned before the last must go
+	parked     []passedConn // hand-offs waiting for a serving worker (routeHandoff)
+	reloads    int          // SIGHUPs so far: a process spawned before the last must go
 	lastReload reloadState
 	giveUpErr  error
 	sampleNext *time.Timer
@@ -59,32 +60,36 @@ type slot struct {
 
 // proc is one worker process.
 type proc struct {
-	slot      *slot
-	pid       int
-	cmd       *exec.Cmd
-	ctrl      *link
-	handoff   *net.UnixConn // the master's end of the hand-off socket
-	handoffs  *handoffQueue // connections routed to this worker
-	state     WorkerState
-	started   time.Time
-	readyAt   time.Time
-	drainAt   time.Time
-	replaces  *proc // the process this one is to replace, until it is ready
-	reason    drain.Reason
-	meter     drain.Meter
-	ceiling   drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
-	sampleAt  time.Time   // when memory is next due to be sampled
-	samples   int         // memory samples taken so far
-	memory    uint64
-	inFlight  int
-	served    uint64
-	retireAt  time.Time    // MaxAge plus jitter; zero when off, or once acted on
-	reloads   int          // master.reloads when it was spawned
-	asked     drain.Reason // a recycle the worker asked for before it was ready
-	failed    error        // why the master killed it before it was ready
-	readyWait *time.Timer
-	killWait  *time.Timer
-	beat      beat
+	slot    *slot
+	pid     int
+	cmd     *exec.Cmd
+	ctrl    *link
+	handoff *net.UnixConn // the master's end of the hand-off socket
+	// handoffPeer is the master's copy of the worker's end, kept so that
+	// what is queued for the worker outlives it (reclaimHandoffs).
+	handoffPeer *net.UnixConn
+	received    chan struct{} // receiveFrom returned
+	handoffs    *handoffQueue // connections routed to this worker
+	state       WorkerState
+	started     time.Time
+	readyAt     time.Time
+	drainAt     time.Time
+	replaces    *proc // the process this one is to replace, until it is ready
+	reason      drain.Reason
+	meter       drain.Meter
+	ceiling     drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
+	sampleAt    time.Time   // when memory is next due to be sampled
+	samples     int         // memory samples taken so far
+	memory      uint64
+	inFlight    int
+	served      uint64
+	retireAt    time.Time    // MaxAge plus jitter; zero when off, or once acted on
+	reloads     int          // master.reloads when it was spawned
+	asked       drain.Reason // a recycle the worker asked for before it was ready
+	failed      error        // why the master killed it before it was ready
+	readyWait   *time.Timer
+	killWait    *time.Timer
+	beat        beat
 }
 
 // Events that reach the loop.
@@ -121,6 +126,11 @@ func (m *master) post(ev any) {
 
 func (m *master) loop() error {
 	defer close(m.done)
+	defer func() {
+		for _, pc := range m.parked {
+			pc.file.Close()
+		}
+	}()
 	for i := range m.cfg.Workers {
 		s := &slot{id: i, backoff: m.cfg.BackoffMin}
 		m.slots = append(m.slots, s)
@@ -174,6 +184,7 @@ func (m *master) loop() error {
 			}
 		}
 		m.pump()
+		m.routeParked()
 		m.scheduleSample()
 	}
 }

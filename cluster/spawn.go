@@ -83,6 +83,14 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		return nil, err
 	}
 	defer handoffEnd.Close()
+	// The master keeps a copy of the worker's end, so that it can take
+	// back what is queued for the worker when it exits.
+	peer, err := net.FileConn(handoffEnd)
+	if err != nil {
+		conn.Close()
+		handoff.Close()
+		return nil, fmt.Errorf("cluster: keeping the hand-off socket of a worker: %w", err)
+	}
 	spec := workerSpec{
 		ID:            s.id,
 		Listeners:     len(m.files),
@@ -107,10 +115,11 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 	if err := m.spawner.start(cmd); err != nil {
 		conn.Close()
 		handoff.Close()
+		peer.Close()
 		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
 	}
 	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateStarting, started: time.Now(), reloads: m.reloads,
-		handoff: handoff.(*net.UnixConn), handoffs: newHandoffQueue()}
+		handoff: handoff.(*net.UnixConn), handoffPeer: peer.(*net.UnixConn), handoffs: newHandoffQueue(), received: make(chan struct{})}
 	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
 	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
 	p.ceiling = drain.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
@@ -128,11 +137,13 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		}
 	}()
 	go m.receiveFrom(p)
-	go p.handoffs.forward(p.handoff)
+	go p.handoffs.forward(p.handoff, func(pc passedConn) { m.postHandoff(evHandoff{p, pc}) })
 	go func() {
 		err := cmd.Wait()
 		p.ctrl.close()
-		p.handoff.Close()
+		for _, pc := range p.reclaimHandoffs() {
+			m.postHandoff(evHandoff{p, pc})
+		}
 		m.post(evExit{p, err})
 	}()
 	return p, nil

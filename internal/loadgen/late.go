@@ -6,14 +6,19 @@ import (
 	"time"
 )
 
-// lateConn is a client connection whose first Write after its first Read
-// leaves delay late: the distance to a far client, modelled where it
-// matters, so the server sees the same connection such a client opens.
+// lateConn is a client connection whose writes leave late: the distance to
+// a far client, modelled where it matters, so the server sees the same
+// connection such a client opens (open before its bytes arrive). Each
+// Write waits the longest of the delays that apply to it.
 type lateConn struct {
 	net.Conn
-	delay time.Duration
+	dialed       time.Time
+	firstWrite   time.Duration // the first Write waits until this long after dialed
+	secondFlight time.Duration // the first Write after the first Read waits this long
+	everyWrite   time.Duration // every Write waits this long
 
 	mu        sync.Mutex
+	wrote     bool // a Write started
 	read      bool // a Read returned data
 	flightDue bool // the next Write is the first after the first Read
 
@@ -35,13 +40,20 @@ func (c *lateConn) Read(p []byte) (int, error) {
 
 func (c *lateConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	due := c.flightDue
-	c.flightDue = false
+	d := c.everyWrite
+	if !c.wrote && c.firstWrite > 0 {
+		d = max(d, c.firstWrite-time.Since(c.dialed))
+	}
+	if c.flightDue {
+		c.flightDue = false
+		d = max(d, c.secondFlight)
+	}
+	c.wrote = true
 	c.mu.Unlock()
-	if due {
+	if d > 0 {
 		// The bytes are on their way: a Close meanwhile makes the Write
 		// fail on the closed connection, as it would on a real one.
-		t := time.NewTimer(c.delay)
+		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-c.closed:
@@ -51,6 +63,8 @@ func (c *lateConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// Close closes the connection before it wakes a waiting Write, so that the
+// Write fails on the closed connection rather than slip through.
 func (c *lateConn) Close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() { close(c.closed) })

@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,8 +25,13 @@ import (
 
 // Config describes one load run.
 type Config struct {
-	// URL is requested with GET by every client.
+	// URL is requested by every client.
 	URL string
+	// Method is GET (the default, "") or POST. A POST carries a small body
+	// (PostBody): Go's transport never sends it again on its own once any
+	// of it was written, so a connection cut under it is a failure, not a
+	// silent retry.
+	Method string
 	// Clients is the number of concurrent closed-loop clients.
 	Clients int
 	// KeepAlive reuses connections; otherwise every request dials anew.
@@ -45,6 +52,14 @@ type Config struct {
 	// network emulation. The server sees what such a client causes: a
 	// connection still in its handshake long after it was accepted.
 	SecondFlight time.Duration
+	// FirstWrite delays each connection's first Write until this long
+	// after it was dialed: a request (or TLS ClientHello) that arrives
+	// this long after the connection, from a client far away.
+	FirstWrite time.Duration
+	// EveryWrite delays every Write by this long: latency on every
+	// request, so that a kept-alive connection's next request is on its
+	// way while the server may see the connection idle.
+	EveryWrite time.Duration
 	// Pause is the most each client waits between requests: a random time
 	// from 0 to Pause, so kept-alive connections are idle at any moment,
 	// as a browser's or a service's are. Zero: no pause.
@@ -59,6 +74,9 @@ type Config struct {
 	// OnResponse, if set, is called after each request with its outcome.
 	OnResponse func(Outcome)
 }
+
+// PostBody is the body of every POST.
+const PostBody = "memdrain loadgen POST body"
 
 // Outcome is one request's end.
 type Outcome struct {
@@ -107,14 +125,17 @@ func Run(ctx context.Context, cfg Config) Result {
 		transport.Protocols = new(http.Protocols)
 		transport.Protocols.SetHTTP1(true)
 	}
-	if cfg.SecondFlight > 0 {
+	if cfg.SecondFlight > 0 || cfg.FirstWrite > 0 || cfg.EveryWrite > 0 {
 		dial := transport.DialContext
 		transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := dial(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
-			return &lateConn{Conn: conn, delay: cfg.SecondFlight, closed: make(chan struct{})}, nil
+			return &lateConn{
+				Conn: conn, dialed: time.Now(), closed: make(chan struct{}),
+				firstWrite: cfg.FirstWrite, secondFlight: cfg.SecondFlight, everyWrite: cfg.EveryWrite,
+			}, nil
 		}
 	}
 	defer transport.CloseIdleConnections()
@@ -187,7 +208,18 @@ func do(ctx context.Context, client *http.Client, cfg Config) Outcome {
 		WroteRequest: func(httptrace.WroteRequestInfo) { writes.Add(1) },
 	}
 	o := Outcome{Start: time.Now()}
-	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodGet, cfg.URL, nil)
+	var body io.Reader
+	method := cfg.Method
+	switch method {
+	case "", http.MethodGet:
+		method = http.MethodGet
+	case http.MethodPost:
+		body = strings.NewReader(PostBody)
+	default:
+		o.Failure = "other: loadgen: Config.Method " + strconv.Quote(cfg.Method) + " is not GET or POST"
+		return o
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, cfg.URL, body)
 	if err != nil {
 		o.Failure = "other: " + err.Error()
 		return o
