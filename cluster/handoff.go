@@ -177,7 +177,7 @@ func (m *master) routeHandoff(ev evHandoff) {
 	for {
 		var to *proc
 		for _, p := range m.procs {
-			if p != ev.from && p.state == StateServing && !p.handoffs.isClosed() && (to == nil || p.inFlight < to.inFlight) {
+			if p != ev.from && p.state == StateServing && !p.handoffs.isClosed() && (to == nil || p.handoffLoad() < to.handoffLoad()) {
 				to = p
 			}
 		}
@@ -186,10 +186,18 @@ func (m *master) routeHandoff(ev evHandoff) {
 			return
 		}
 		if to.handoffs.push(ev.conn) {
+			to.handedTo++
 			return
 		}
 	}
 }
+
+// handoffLoad is what routeHandoff balances: the requests p last reported
+// in flight, plus the connections routed to it since. The report is up to
+// a CheckInterval old, and a draining worker hands off all its idle
+// connections at once: by the report alone they would all go to one
+// worker.
+func (p *proc) handoffLoad() int { return p.inFlight + p.handedTo }
 
 // routeParked routes the parked connections once a worker serves, and
 // closes them once the master is shutting down.

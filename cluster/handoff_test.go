@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -189,4 +190,36 @@ func (c rawClient) request() (pid int, err error) {
 	}
 	_, err = fmt.Sscan(resp.Header.Get("X-Worker-Pid"), &pid)
 	return pid, err
+}
+
+// TestHandOffsAreSpreadOverTheServingWorkers: the workers' request counts
+// are up to a CheckInterval old, so the connections a draining worker
+// hands off at once must not all go to the one that last reported least.
+func TestHandOffsAreSpreadOverTheServingWorkers(t *testing.T) {
+	m, _ := unitMaster(t, Config{})
+	draining := &proc{pid: 1, state: StateDraining, handoffs: newHandoffQueue()}
+	a := &proc{pid: 2, state: StateServing, handoffs: newHandoffQueue()}
+	b := &proc{pid: 3, state: StateServing, handoffs: newHandoffQueue(), inFlight: 1}
+	for _, p := range []*proc{draining, a, b} {
+		m.procs[p.pid] = p
+	}
+	for range 10 {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		w.Close()
+		m.routeHandoff(evHandoff{draining, passedConn{file: r}})
+	}
+	routed := func(p *proc) int {
+		conns := p.handoffs.takeAll()
+		for _, pc := range conns {
+			pc.file.Close()
+		}
+		return len(conns)
+	}
+	toA, toB := routed(a), routed(b)
+	assert.Equal(t, 10, toA+toB)
+	assert.InDelta(t, toA, toB, 2, "a got %d, b got %d", toA, toB)
+	for _, p := range []*proc{a, b} {
+		p.handoffs.close()
+	}
 }

@@ -82,6 +82,7 @@ type proc struct {
 	samples     int         // memory samples taken so far
 	memory      uint64
 	inFlight    int
+	handedTo    int // connections handed to it since its last stats
 	served      uint64
 	retireAt    time.Time    // MaxAge plus jitter; zero when off, or once acted on
 	reloads     int          // master.reloads when it was spawned
@@ -209,7 +210,7 @@ func (m *master) onMessage(p *proc, msg message) {
 			m.enqueue(p, reason)
 		}
 	case msgStats:
-		p.inFlight, p.served = msg.InFlight, msg.Served
+		p.inFlight, p.served, p.handedTo = msg.InFlight, msg.Served, 0
 	case msgPong:
 		m.onPong(p, msg)
 	}
