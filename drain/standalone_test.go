@@ -1,0 +1,139 @@
+package drain
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// childEnv names the behaviour TestListenAndServeChild runs when this test
+// binary is re-executed as a child process.
+const childEnv = "DRAIN_TEST_CHILD"
+
+// TestListenAndServeChild is not a test of its own: it is the body of the
+// child process that other tests start, chosen by childEnv.
+func TestListenAndServeChild(t *testing.T) {
+	switch os.Getenv(childEnv) {
+	case "":
+		t.Skip("runs only as a child process")
+	case "no-signals":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Println("listen:", err)
+			os.Exit(2)
+		}
+		fmt.Println(ln.Addr().String())
+		c, _ := New(Config{Logger: quiet})
+		res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("child")}, c,
+			Options{Listener: ln, Logger: quiet, Signals: []os.Signal{}})
+		// Only a handled signal gets here: SIGTERM's default action ends
+		// the process first.
+		fmt.Println("returned:", res.Reason, err)
+		os.Exit(3)
+	}
+}
+
+// startChild re-executes this test binary as a child running behaviour,
+// and returns it with the address it serves on.
+func startChild(t *testing.T, behaviour string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestListenAndServeChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+behaviour)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		lines <- strings.TrimSpace(line)
+	}()
+	select {
+	case addr := <-lines:
+		require.NotEmpty(t, addr, "the child printed no address")
+		return cmd, addr
+	case <-time.After(waitLimit):
+		t.Fatalf("the child printed no address within %v", waitLimit)
+		return nil, ""
+	}
+}
+
+// TestListenAndServeWithNoSignalsLeavesThemAlone: Signals: []os.Signal{}
+// installs no handler, so SIGTERM keeps its default action and ends the
+// process, as it would for a program that had not called ListenAndServe.
+func TestListenAndServeWithNoSignalsLeavesThemAlone(t *testing.T) {
+	cmd, addr := startChild(t, "no-signals")
+	require.Eventually(t, func() bool {
+		_, body, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr)
+		return err == nil && body == "ok"
+	}, waitLimit, 5*time.Millisecond, "the child must serve")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		require.True(t, errors.As(err, &exit), "the child must end by the signal, got %v", err)
+		status, ok := exit.Sys().(syscall.WaitStatus)
+		require.True(t, ok)
+		assert.True(t, status.Signaled(), "ended by SIGTERM's default action, not by a handled drain: %v", exit)
+		assert.Equal(t, syscall.SIGTERM, status.Signal())
+	case <-time.After(waitLimit):
+		t.Fatal("the child did not end after SIGTERM")
+	}
+}
+
+// TestListenAndServeEndsTheDrainOnASecondSignal: the first SIGINT drains,
+// the second ends the drain at once, as the cluster master kills its
+// workers on a second signal. The request still in flight is abandoned.
+func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
+	ln := listen(t)
+	c := newController(t, time.Minute)
+	g := newGate()
+	defer close(g.open)
+	done := make(chan served, 1)
+	go func() {
+		res, err := ListenAndServe(context.Background(), &http.Server{Handler: g}, c, Options{Listener: ln, Logger: quiet})
+		done <- served{res, err}
+	}()
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		held <- err
+	}()
+	g.waitArrivals(t, 1)
+
+	self, err := os.FindProcess(os.Getpid())
+	require.NoError(t, err)
+	require.NoError(t, self.Signal(os.Interrupt))
+	waitClosed(t, c.Draining(), "the drain after the first SIGINT")
+	assert.False(t, isClosed(c.Done()), "the held request keeps the drain open")
+
+	require.NoError(t, self.Signal(os.Interrupt))
+	select {
+	case got := <-done:
+		require.NoError(t, got.err)
+		assert.Equal(t, Signal, got.res.Reason)
+		assert.True(t, got.res.DeadlineExceeded, "the drain was cut short")
+		assert.Equal(t, 1, got.res.Abandoned)
+	case <-time.After(waitLimit):
+		t.Fatal("ListenAndServe did not return after a second SIGINT (its drain timeout is a minute)")
+	}
+	assert.Error(t, <-held, "the abandoned request's connection is closed")
+}
