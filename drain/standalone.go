@@ -30,7 +30,7 @@ func (r Result) ExitCode() int {
 }
 
 // Options configures ListenAndServe. The zero value serves until SIGTERM or
-// SIGINT with no memory limit.
+// SIGINT with no memory limit and no probe server.
 type Options struct {
 	// Watch, when its Limit is set, samples this process's memory and
 	// drains when it passes the limit. Watch.Pid is ignored.
@@ -42,6 +42,14 @@ type Options struct {
 	Signals []os.Signal
 	// Listener, when set, is served instead of listening on srv.Addr.
 	Listener net.Listener
+	// ProbeAddr, when set, is the address of a second HTTP server for
+	// Kubernetes probes, such as ":8081"; see ProbeHandler for what it
+	// answers. It stays open for the whole drain and closes when
+	// ListenAndServe returns.
+	ProbeAddr string
+	// ProbeListener, when set, is served as the probe server instead of
+	// listening on ProbeAddr. ListenAndServe closes it when it returns.
+	ProbeListener net.Listener
 	// Logger receives the lifecycle; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -80,14 +88,20 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 	if log == nil {
 		log = slog.Default()
 	}
+	probeLn, err := probeListener(opts)
+	if err != nil {
+		return Result{}, err
+	}
 	ln := opts.Listener
 	if ln == nil {
 		addr := srv.Addr
 		if addr == "" {
 			addr = ":http"
 		}
-		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {
+			if probeLn != nil {
+				probeLn.Close()
+			}
 			return Result{}, fmt.Errorf("drain: listening on %s: %w", addr, err)
 		}
 	}
@@ -128,6 +142,9 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 	}()
 
 	log.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	if probeLn != nil {
+		defer serveProbes(c, probeLn, log)()
+	}
 	result, err := Serve(srv, c, ln)
 	stopWatch()
 	if werr := <-watchDone; werr != nil && err == nil {

@@ -137,3 +137,79 @@ func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 	}
 	assert.Error(t, <-held, "the abandoned request's connection is closed")
 }
+
+// probe answers one probe request with a new connection, as the kubelet
+// does.
+func probe(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, body, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr+path)
+	require.NoError(t, err, "probe %s", path)
+	return resp.StatusCode, body
+}
+
+// TestListenAndServeServesProbesThroughTheDrain: readiness turns 503 the
+// moment the drain starts, while a request is still held in flight and the
+// application's listener is closed; liveness stays 200 until the drain
+// ends, and the probe server closes with ListenAndServe.
+func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
+	ln, probeLn := listen(t), listen(t)
+	probeAddr := probeLn.Addr().String()
+	c := newController(t, time.Minute)
+	g := newGate()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan served, 1)
+	go func() {
+		res, err := ListenAndServe(ctx, &http.Server{Handler: g}, c,
+			Options{Listener: ln, ProbeListener: probeLn, Logger: quiet, Signals: []os.Signal{}})
+		done <- served{res, err}
+	}()
+	require.Eventually(t, func() bool {
+		resp, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+probeAddr+"/readyz")
+		return err == nil && resp.StatusCode == http.StatusOK
+	}, waitLimit, 5*time.Millisecond, "readiness must answer 200 while serving")
+	status, body := probe(t, probeAddr, "/livez")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "alive\n", body)
+	status, _ = probe(t, probeAddr, "/elsewhere")
+	assert.Equal(t, http.StatusNotFound, status)
+
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
+		held <- err
+	}()
+	g.waitArrivals(t, 1)
+	cancel()
+	waitClosed(t, c.Draining(), "the drain")
+
+	status, body = probe(t, probeAddr, "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, status, "not ready from the start of the drain")
+	assert.Equal(t, "draining\n", body)
+	status, _ = probe(t, probeAddr, "/livez")
+	assert.Equal(t, http.StatusOK, status, "alive while draining")
+	assert.False(t, isClosed(c.Done()), "the held request was in flight during the probes")
+
+	close(g.open)
+	require.NoError(t, <-held)
+	select {
+	case got := <-done:
+		require.NoError(t, got.err)
+		assert.Equal(t, Manual, got.res.Reason)
+		assert.False(t, got.res.DeadlineExceeded)
+	case <-time.After(waitLimit):
+		t.Fatal("ListenAndServe did not return after the drain")
+	}
+	_, err := net.DialTimeout("tcp", probeAddr, time.Second)
+	assert.Error(t, err, "the probe server closes with ListenAndServe")
+}
+
+func TestListenAndServeRejectsABadProbeAddr(t *testing.T) {
+	c := newController(t, time.Minute)
+	ln := listen(t)
+	_, err := ListenAndServe(context.Background(), &http.Server{}, c, Options{Listener: ln, Logger: quiet, ProbeAddr: "127.0.0.1:99999"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "Options.ProbeAddr")
+	assert.Contains(t, err.Error(), "127.0.0.1:99999")
+	assert.False(t, c.IsDraining(), "nothing was served")
+}
