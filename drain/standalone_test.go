@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -212,4 +214,24 @@ func TestListenAndServeRejectsABadProbeAddr(t *testing.T) {
 	assert.Contains(t, err.Error(), "Options.ProbeAddr")
 	assert.Contains(t, err.Error(), "127.0.0.1:99999")
 	assert.False(t, c.IsDraining(), "nothing was served")
+}
+
+// TestListenAndServeLogsMemoryAsASize: the crossing is logged in the same
+// format as the cluster's (memory=5MiB), not as a raw byte count.
+func TestListenAndServeLogsMemoryAsASize(t *testing.T) {
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	c := newController(t, time.Minute)
+	var samples atomic.Uint64
+	grows := SamplerFunc(func(int) (uint64, error) { return samples.Add(1) << 20, nil })
+	opts := Options{Listener: listen(t), Logger: log, Signals: []os.Signal{},
+		Watch: Watch{Limit: 5 << 20, Sampler: grows, Interval: time.Millisecond}}
+	res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("x")}, c, opts)
+	require.NoError(t, err)
+	require.Equal(t, Memory, res.Reason)
+	out := logs.String()
+	assert.Contains(t, out, "memory limit passed")
+	assert.Contains(t, out, "memory=5MiB")
+	assert.Contains(t, out, "limit=5MiB")
+	assert.NotContains(t, out, "5242880", "no raw byte counts")
 }
