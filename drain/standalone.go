@@ -36,9 +36,10 @@ type Options struct {
 	// drains when it passes the limit. Watch.Pid is ignored.
 	Watch Watch
 	// Signals: the first one received starts the drain with reason
-	// Signal, and a second one ends it at once. Nil means SIGTERM and SIGINT. An empty, non-nil slice
-	// ([]os.Signal{}) installs no handler at all, for a program that
-	// handles its signals itself and calls Controller.Start.
+	// Signal, and a second one ends it at once. Nil means SIGTERM and
+	// SIGINT. An empty, non-nil slice ([]os.Signal{}) installs no handler
+	// at all, for a program that handles its signals itself and calls
+	// Controller.Start.
 	Signals []os.Signal
 	// Listener, when set, is served instead of listening on srv.Addr.
 	Listener net.Listener
@@ -64,17 +65,22 @@ type Options struct {
 // twice) ends the drain at once, as the cluster master kills its workers on
 // a second signal: the connections still open are closed, and the Result
 // reports DeadlineExceeded and the requests Abandoned, as if the drain
-// deadline had fired. The first signal is the one that drains, even when
-// the drain had already started (by the memory limit, say). Kubernetes and
-// systemd send one SIGTERM and then SIGKILL after their own timeout, so
-// under them only the drain Timeout (kept below that timeout) ends a drain
-// early.
+// deadline had fired. Signals are counted whatever started the drain: after
+// the memory limit started it, the first SIGTERM still only lets it go on.
+// Kubernetes and systemd send one SIGTERM and then SIGKILL after their own
+// timeout, so under them only the drain Timeout (kept below that timeout)
+// ends a drain early.
+//
+// With opts.ProbeAddr (or ProbeListener) set, ListenAndServe also serves
+// ProbeHandler there, from before the first request until it returns.
 //
 // The program must not call srv.Shutdown or srv.Close itself, nor run its
 // own signal.Notify-then-Shutdown code beside ListenAndServe: to stop on
-// its own terms it cancels ctx or calls c.Start. srv.RegisterOnShutdown
-// functions run when the drain ends, not when it starts; long handlers
-// watch Controller.Draining (or DrainingFromContext) instead.
+// its own terms it cancels ctx or calls c.Start. A Shutdown made before the
+// drain started is logged as that mistake and drains with reason Manual
+// (see Serve). srv.RegisterOnShutdown functions run when the drain ends,
+// not when it starts; long handlers watch Controller.Draining (or
+// DrainingFromContext) instead.
 func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts Options) (Result, error) {
 	if srv == nil || c == nil {
 		return Result{}, errors.New("drain: ListenAndServe needs an *http.Server and a *Controller")
