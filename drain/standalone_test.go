@@ -150,9 +150,9 @@ func probe(t *testing.T, addr, path string) (int, string) {
 }
 
 // TestListenAndServeServesProbesThroughTheDrain: readiness turns 503 the
-// moment the drain starts, while a request is still held in flight and the
-// application's listener is closed; liveness stays 200 until the drain
-// ends, and the probe server closes with ListenAndServe.
+// moment the drain starts, while a request is still held in flight;
+// liveness stays 200 until the drain ends, and the probe server closes with
+// ListenAndServe.
 func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 	ln, probeLn := listen(t), listen(t)
 	probeAddr := probeLn.Addr().String()
