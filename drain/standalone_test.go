@@ -256,3 +256,47 @@ func ExampleListenAndServe() {
 	}
 	os.Exit(res.ExitCode())
 }
+
+// TestListenAndServeCountsSignalsWhateverStartedTheDrain: during a drain
+// the memory limit started, the first SIGINT only lets it go on; the
+// second ends it. The reason stays the one that started the drain.
+func TestListenAndServeCountsSignalsWhateverStartedTheDrain(t *testing.T) {
+	ln := listen(t)
+	c := newController(t, time.Minute)
+	logs := &logBuffer{}
+	g := newGate()
+	defer close(g.open)
+	done := make(chan served, 1)
+	go func() {
+		res, err := ListenAndServe(context.Background(), &http.Server{Handler: g}, c,
+			Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		done <- served{res, err}
+	}()
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		held <- err
+	}()
+	g.waitArrivals(t, 1)
+	c.Start(Memory)
+
+	self, err := os.FindProcess(os.Getpid())
+	require.NoError(t, err)
+	require.NoError(t, self.Signal(os.Interrupt))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "signal received; draining") },
+		waitLimit, time.Millisecond, "the first SIGINT must be handled")
+	assert.NotContains(t, logs.String(), "second signal")
+
+	require.NoError(t, self.Signal(os.Interrupt))
+	select {
+	case got := <-done:
+		require.NoError(t, got.err)
+		assert.Equal(t, Memory, got.res.Reason)
+		assert.True(t, got.res.DeadlineExceeded)
+		assert.Equal(t, 1, got.res.Abandoned)
+	case <-time.After(waitLimit):
+		t.Fatal("ListenAndServe did not return after a second SIGINT")
+	}
+	assert.Error(t, <-held)
+	assert.Contains(t, logs.String(), "second signal received; ending the drain now")
+}
