@@ -38,8 +38,16 @@ import (
 // Serve takes over srv.Handler (wrapping it with c.Handler), srv.BaseContext,
 // srv.ConnState and, unless the program set it, srv.TLSNextProto; it calls
 // the values they had. srv must not be served elsewhere, and is closed when
-// Serve returns. srv.RegisterOnShutdown functions run when the drain ends,
-// not when it starts.
+// Serve returns.
+//
+// Serve owns srv's shutdown: the program must not call srv.Shutdown or
+// srv.Close beside it (for example from its own signal.Notify code); it
+// starts the drain with c.Start instead. A Shutdown or Close made before
+// the drain started is logged as that mistake (a warning on c's Logger) and
+// starts the drain with reason Manual. srv.RegisterOnShutdown functions run
+// when the drain ends (Serve calls srv.Shutdown then), not when it starts:
+// a handler that waits for them holds the drain to its deadline, so
+// long-lived handlers select on c.Draining or DrainingFromContext instead.
 //
 // If a listener fails before the drain started, Serve starts the drain with
 // reason Manual, and returns the Result together with the listener's error.
@@ -88,7 +96,11 @@ func Serve(srv *http.Server, c *Controller, listeners ...net.Listener) (Result, 
 	case <-c.Draining():
 	case err := <-served:
 		pending--
-		if !errors.Is(err, http.ErrServerClosed) {
+		if errors.Is(err, http.ErrServerClosed) {
+			// Only the program can have closed srv: Serve shuts it down
+			// after the drain, never before.
+			c.log.Warn("drain: srv.Shutdown or srv.Close was called beside drain.Serve or ListenAndServe; draining with reason manual. Start the drain with Controller.Start (or cancel ListenAndServe's context) and remove the program's own Shutdown call")
+		} else {
 			serveErr = fmt.Errorf("drain: serving HTTP: %w", err)
 		}
 		c.Start(Manual)

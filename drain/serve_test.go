@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -488,4 +491,56 @@ func TestListenAndServeClosesItsListenerWhenTheDrainEndedFirst(t *testing.T) {
 	assert.Equal(t, Manual, res.Reason)
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	assert.Error(t, err, "nothing listens any more")
+}
+
+// logBuffer collects log output written from any goroutine.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestServeNamesAShutdownCalledBesideIt: a program that keeps its own
+// srv.Shutdown beside Serve gets a drain with reason Manual and a warning
+// that says what it did wrong and what to call instead.
+func TestServeNamesAShutdownCalledBesideIt(t *testing.T) {
+	ln := listen(t)
+	logs := &logBuffer{}
+	c, err := New(Config{Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	srv := &http.Server{Handler: tagged("x")}
+	done := make(chan served, 1)
+	go func() {
+		res, err := Serve(srv, c, ln)
+		done <- served{res, err}
+	}()
+	require.Eventually(t, func() bool {
+		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
+		return err == nil
+	}, waitLimit, 5*time.Millisecond, "the server must come up")
+	assert.NotContains(t, logs.String(), "Shutdown", "no warning while serving")
+
+	require.NoError(t, srv.Shutdown(context.Background()))
+	select {
+	case got := <-done:
+		require.NoError(t, got.err)
+		assert.Equal(t, Manual, got.res.Reason)
+	case <-time.After(waitLimit):
+		t.Fatal("Serve did not return after srv.Shutdown")
+	}
+	out := logs.String()
+	assert.Contains(t, out, "level=WARN")
+	assert.Contains(t, out, "srv.Shutdown or srv.Close was called")
+	assert.Contains(t, out, "Controller.Start")
 }

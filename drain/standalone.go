@@ -30,16 +30,27 @@ func (r Result) ExitCode() int {
 }
 
 // Options configures ListenAndServe. The zero value serves until SIGTERM or
-// SIGINT with no memory limit.
+// SIGINT with no memory limit and no probe server.
 type Options struct {
 	// Watch, when its Limit is set, samples this process's memory and
 	// drains when it passes the limit. Watch.Pid is ignored.
 	Watch Watch
-	// Signals start the drain with reason Signal. Nil means SIGTERM and
-	// SIGINT.
+	// Signals: the first one received starts the drain with reason
+	// Signal, and a second one ends it at once. Nil means SIGTERM and
+	// SIGINT. An empty, non-nil slice ([]os.Signal{}) installs no handler
+	// at all, for a program that handles its signals itself and calls
+	// Controller.Start.
 	Signals []os.Signal
 	// Listener, when set, is served instead of listening on srv.Addr.
 	Listener net.Listener
+	// ProbeAddr, when set, is the address of a second HTTP server for
+	// Kubernetes probes, such as ":8081"; see ProbeHandler for what it
+	// answers. It stays open for the whole drain and closes when
+	// ListenAndServe returns.
+	ProbeAddr string
+	// ProbeListener, when set, is served as the probe server instead of
+	// listening on ProbeAddr. ListenAndServe closes it when it returns.
+	ProbeListener net.Listener
 	// Logger receives the lifecycle; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -47,10 +58,29 @@ type Options struct {
 // ListenAndServe runs one process the way Kubernetes and systemd expect: it
 // serves srv (on opts.Listener, else on srv.Addr, ":http" if empty) until a
 // signal, the memory limit, or the end of ctx starts the drain; then it
-// drains with Serve and returns the Result. A second signal during the
-// drain is not needed and not handled: the platform's own kill timeout is
-// the backstop. Exit with Result.ExitCode so the platform restarts the
-// process when it drained on its own.
+// drains with Serve and returns the Result. Exit with Result.ExitCode so the
+// platform restarts the process when it drained on its own.
+//
+// A second signal during the drain (a second SIGTERM, or Ctrl-C pressed
+// twice) ends the drain at once, as the cluster master kills its workers on
+// a second signal: the connections still open are closed, and the Result
+// reports DeadlineExceeded and the requests Abandoned, as if the drain
+// deadline had fired. Signals are counted whatever started the drain: after
+// the memory limit started it, the first SIGTERM still only lets it go on.
+// Kubernetes and systemd send one SIGTERM and then SIGKILL after their own
+// timeout, so under them only the drain Timeout (kept below that timeout)
+// ends a drain early.
+//
+// With opts.ProbeAddr (or ProbeListener) set, ListenAndServe also serves
+// ProbeHandler there, from before the first request until it returns.
+//
+// The program must not call srv.Shutdown or srv.Close itself, nor run its
+// own signal.Notify-then-Shutdown code beside ListenAndServe: to stop on
+// its own terms it cancels ctx or calls c.Start. A Shutdown made before the
+// drain started is logged as that mistake and drains with reason Manual
+// (see Serve). srv.RegisterOnShutdown functions run when the drain ends,
+// not when it starts; long handlers watch Controller.Draining (or
+// DrainingFromContext) instead.
 func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts Options) (Result, error) {
 	if srv == nil || c == nil {
 		return Result{}, errors.New("drain: ListenAndServe needs an *http.Server and a *Controller")
@@ -64,14 +94,20 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 	if log == nil {
 		log = slog.Default()
 	}
+	probeLn, err := probeListener(opts)
+	if err != nil {
+		return Result{}, err
+	}
 	ln := opts.Listener
 	if ln == nil {
 		addr := srv.Addr
 		if addr == "" {
 			addr = ":http"
 		}
-		var err error
 		if ln, err = net.Listen("tcp", addr); err != nil {
+			if probeLn != nil {
+				probeLn.Close()
+			}
 			return Result{}, fmt.Errorf("drain: listening on %s: %w", addr, err)
 		}
 	}
@@ -79,9 +115,12 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 	if signals == nil {
 		signals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
 	}
-	caught := make(chan os.Signal, 1)
-	signal.Notify(caught, signals...)
-	defer signal.Stop(caught)
+	var caught chan os.Signal // nil, never ready, when no signal is handled
+	if len(signals) > 0 {
+		caught = make(chan os.Signal, 2)
+		signal.Notify(caught, signals...)
+		defer signal.Stop(caught)
+	}
 
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -97,22 +136,53 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 		watchDone <- nil
 	}
 
+	stopTriggers := make(chan struct{})
+	triggersDone := make(chan struct{})
 	go func() {
-		select {
-		case sig := <-caught:
-			log.Info("signal received; draining", "signal", sig.String())
-			c.Start(Signal)
-		case <-ctx.Done():
-			c.Start(Manual)
-		case <-c.Draining():
-		}
+		defer close(triggersDone)
+		startTriggers(ctx, c, caught, stopTriggers, log)
+	}()
+	defer func() {
+		close(stopTriggers)
+		<-triggersDone
 	}()
 
 	log.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	if probeLn != nil {
+		defer serveProbes(c, probeLn, log)()
+	}
 	result, err := Serve(srv, c, ln)
 	stopWatch()
 	if werr := <-watchDone; werr != nil && err == nil {
 		err = werr
 	}
 	return result, err
+}
+
+// startTriggers starts the drain on the first signal or the end of ctx, and
+// ends it at once on a second signal, until stop closes or the drain ends.
+func startTriggers(ctx context.Context, c *Controller, caught <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
+	done := ctx.Done()
+	signalled := false
+	for {
+		select {
+		case sig := <-caught:
+			if !signalled {
+				signalled = true
+				log.Info("signal received; draining", "signal", sig.String())
+				c.Start(Signal)
+				continue
+			}
+			log.Warn("second signal received; ending the drain now", "signal", sig.String(), "in_flight", c.InFlight())
+			c.expire()
+			return
+		case <-done:
+			done = nil
+			c.Start(Manual)
+		case <-c.Done():
+			return
+		case <-stop:
+			return
+		}
+	}
 }

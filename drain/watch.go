@@ -87,7 +87,7 @@ func (w Watch) Run(ctx context.Context, c *Controller) error {
 			var over bool
 			over, next = meter.Observe(time.Now(), bytes)
 			if over {
-				log.Warn("memory limit passed; draining", "pid", pid, "bytes", bytes, "limit", w.Limit)
+				log.Warn("memory limit passed; draining", "pid", pid, "memory", FormatSize(bytes), "limit", FormatSize(w.Limit))
 				c.Start(Memory)
 				return nil
 			}

@@ -7,11 +7,11 @@
 //	handler := middleware.New(c)(mux)
 //
 // drain.Serve and package cluster apply it for you; use it directly when
-// you run the http.Server yourself.
+// you run the http.Server yourself. A long-lived handler learns that the
+// drain started from drain.DrainingFromContext(r.Context()).
 package middleware
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/memdrain/memdrain/drain"
@@ -30,12 +30,4 @@ func New(c *drain.Controller) func(http.Handler) http.Handler {
 		panic("middleware.New: nil *drain.Controller")
 	}
 	return c.Handler
-}
-
-// Draining returns a channel that is closed when the drain of the request's
-// Controller starts, so a long-lived handler (a stream, server-sent events,
-// a websocket) can finish early. Without a Controller in ctx it returns
-// nil, which never closes.
-func Draining(ctx context.Context) <-chan struct{} {
-	return drain.DrainingFromContext(ctx)
 }

@@ -154,7 +154,7 @@ func TestTheRequestContextTellsWhenTheDrainStarts(t *testing.T) {
 	c := newController(t)
 	got := make(chan (<-chan struct{}), 1)
 	url := serve(t, middleware.New(c)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got <- middleware.Draining(r.Context())
+		got <- drain.DrainingFromContext(r.Context())
 	})))
 	resp, err := http.Get(url)
 	require.NoError(t, err)
@@ -164,5 +164,5 @@ func TestTheRequestContextTellsWhenTheDrainStarts(t *testing.T) {
 	assert.False(t, closed(draining))
 	c.Start(drain.Manual)
 	assert.True(t, closed(draining))
-	assert.Nil(t, middleware.Draining(context.Background()), "no controller: a channel that never closes")
+	assert.Nil(t, drain.DrainingFromContext(context.Background()), "no controller: a channel that never closes")
 }
