@@ -182,6 +182,9 @@ func (c Config) Validate() error {
 					"(for HTTPS, pass the plain listener and set TLSConfig on the http.Server given to Worker.Serve)")
 		}
 	}
+	if n := max(len(c.Listen), len(c.Listeners)); n > maxListeners {
+		bad("Listen", fmt.Sprintf("%d addresses", n), "at most %d listening sockets (in Listen or Listeners)", maxListeners)
+	}
 	if len(c.Listen) > 0 && len(c.Listeners) > 0 {
 		// One of the two would be silently ignored.
 		bad("Listen", fmt.Sprintf("%q", c.Listen), "no addresses when Listeners are given (they replace Listen)")

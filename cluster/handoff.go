@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/connpass"
 )
 
@@ -24,8 +25,17 @@ import (
 // passedConn is one connection in transit: its descriptor and payload.
 type passedConn struct {
 	file    *os.File
-	payload []byte // listener index, then the bytes already read
+	payload []byte // listener index (see returned), then the bytes already read
 }
+
+// returned marks, in a payload's first byte, a connection a worker sends
+// back because it can no longer serve it: it started draining before the
+// master knew. The master then hands that worker nothing more. The index
+// takes the other seven bits (Validate allows at most maxListeners).
+const returned = 0x80
+
+// maxListeners is how many listening sockets a cluster may share.
+const maxListeners = returned - 1
 
 // The worker's side.
 
@@ -40,8 +50,23 @@ type handoffListener struct {
 
 // handoffOut is the worker's end of its hand-off socket.
 type handoffOut struct {
-	mu   sync.Mutex
-	conn *net.UnixConn
+	mu    sync.Mutex
+	conn  *net.UnixConn
+	drain *drain.Controller // the worker's, set before it serves
+}
+
+// CanHandoff implements drain.Handoff. In a shutdown the master closes
+// what it is handed (no worker is left to serve it), so only a connection
+// with nothing of a request read may go: the rest are served here.
+func (l *handoffListener) CanHandoff(buffered int) bool {
+	if buffered == 0 {
+		return true
+	}
+	switch l.out.drain.Reason() {
+	case drain.Signal, drain.Supervisor:
+		return false
+	}
+	return true
 }
 
 // Handoff implements drain.Handoff: the master passes conn on to a serving
@@ -59,6 +84,57 @@ func (o *handoffOut) send(index int, conn net.Conn, buffered []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return sendConn(o.conn, passedConn{file: file, payload: append([]byte{byte(index)}, rest...)})
+}
+
+// openHandoffs opens a worker's inherited hand-off socket and its n
+// shared listeners, and starts receiving the connections handed to it.
+// closeAll returns whatever is still queued for the worker to the master,
+// then closes everything; the worker calls it as it exits.
+func openHandoffs(n int) (out *handoffOut, listeners []*handoffListener, closeAll func(), err error) {
+	conn, err := inherited(handoffFD, "the master's hand-off socket", net.FileConn)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	unix, ok := conn.(*net.UnixConn)
+	if !ok {
+		conn.Close()
+		return nil, nil, nil, notInherited(handoffFD, "the master's hand-off socket")
+	}
+	out = &handoffOut{conn: unix}
+	closeListeners := func() {
+		for _, ln := range listeners {
+			ln.Close()
+		}
+	}
+	for i := range n {
+		ln, err := inherited(firstListenerFD+i, "a listening socket", net.FileListener)
+		if err == nil {
+			hl := &handoffListener{index: i, out: out}
+			if hl.Listener, err = connpass.NewListener(ln, hl.returnConn); err == nil {
+				listeners = append(listeners, hl)
+				continue
+			}
+			ln.Close()
+		}
+		closeListeners()
+		unix.Close()
+		return nil, nil, nil, err
+	}
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		receiveHandoffs(unix, listeners)
+	}()
+	return out, listeners, func() {
+		closeListeners()
+		// Nothing queued for this worker is lost: stop the receiver,
+		// then send back what it had not read.
+		unix.SetReadDeadline(time.Unix(1, 0))
+		<-received
+		unix.SetReadDeadline(time.Time{})
+		returnQueued(unix, listeners)
+		unix.Close()
+	}, nil
 }
 
 // receiveHandoffs injects the connections the master passes to this worker
@@ -107,7 +183,7 @@ func returnQueued(in *net.UnixConn, listeners []*handoffListener) {
 // returnConn sends a connection this worker can no longer serve back to the
 // master, and closes this worker's copy.
 func (l *handoffListener) returnConn(conn net.Conn) {
-	_ = l.out.send(l.index, conn, nil)
+	_ = l.out.send(l.index|returned, conn, nil)
 	conn.Close()
 }
 
@@ -174,10 +250,16 @@ func (m *master) routeHandoff(ev evHandoff) {
 		ev.conn.file.Close()
 		return
 	}
+	if len(ev.conn.payload) > 0 && ev.conn.payload[0]&returned != 0 {
+		ev.conn.payload[0] &^= returned
+		if ev.from != nil {
+			ev.from.refusesHandoffs = true
+		}
+	}
 	for {
 		var to *proc
 		for _, p := range m.procs {
-			if p != ev.from && p.state == StateServing && !p.handoffs.isClosed() && (to == nil || p.handoffLoad() < to.handoffLoad()) {
+			if p != ev.from && p.state == StateServing && !p.refusesHandoffs && !p.handoffs.isClosed() && (to == nil || p.handoffLoad() < to.handoffLoad()) {
 				to = p
 			}
 		}

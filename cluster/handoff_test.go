@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/drain"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -207,7 +209,7 @@ func TestHandOffsAreSpreadOverTheServingWorkers(t *testing.T) {
 		r, w, err := os.Pipe()
 		require.NoError(t, err)
 		w.Close()
-		m.routeHandoff(evHandoff{draining, passedConn{file: r}})
+		m.routeHandoff(evHandoff{draining, passedConn{file: r, payload: []byte{0}}})
 	}
 	routed := func(p *proc) int {
 		conns := p.handoffs.takeAll()
@@ -222,4 +224,72 @@ func TestHandOffsAreSpreadOverTheServingWorkers(t *testing.T) {
 	for _, p := range []*proc{a, b} {
 		p.handoffs.close()
 	}
+}
+
+// TestAWorkerThatSendsAConnectionBackIsHandedNothingMore: it began draining
+// before the master knew; without this the connection would bounce between
+// it and the master until it exits.
+func TestAWorkerThatSendsAConnectionBackIsHandedNothingMore(t *testing.T) {
+	m, _ := unitMaster(t, Config{})
+	early := &proc{pid: 1, state: StateServing, handoffs: newHandoffQueue()}
+	other := &proc{pid: 2, state: StateServing, handoffs: newHandoffQueue(), inFlight: 100}
+	for _, p := range []*proc{early, other} {
+		m.procs[p.pid] = p
+	}
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	w.Close()
+	m.routeHandoff(evHandoff{early, passedConn{file: r, payload: []byte{0 | returned}}})
+	assert.True(t, early.refusesHandoffs)
+	sent := other.handoffs.takeAll()
+	require.Len(t, sent, 1, "routed to the other worker")
+	assert.Equal(t, []byte{0}, sent[0].payload, "without the mark")
+	sent[0].file.Close()
+
+	r, w, err = os.Pipe()
+	require.NoError(t, err)
+	w.Close()
+	m.routeHandoff(evHandoff{nil, passedConn{file: r, payload: []byte{0}}})
+	assert.Empty(t, early.handoffs.takeAll(), "the worker that sent one back gets none, though it has least in flight")
+	for _, pc := range other.handoffs.takeAll() {
+		pc.file.Close()
+	}
+	early.handoffs.close()
+	other.handoffs.close()
+}
+
+// TestAShutdownHandsOffOnlyConnectionsWithNothingRead: at a shutdown the
+// master closes what it is handed, so a connection with part of a request
+// read stays and is served.
+func TestAShutdownHandsOffOnlyConnectionsWithNothingRead(t *testing.T) {
+	for reason, partOfARequest := range map[drain.Reason]bool{drain.Memory: true, drain.Reload: true, drain.Signal: false, drain.Supervisor: false} {
+		c, err := drain.New(drain.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		c.Start(reason)
+		ln := &handoffListener{out: &handoffOut{drain: c}}
+		assert.True(t, ln.CanHandoff(0), "%v: an idle connection", reason)
+		assert.Equal(t, partOfARequest, ln.CanHandoff(2), "%v: a connection with 2 bytes read", reason)
+	}
+}
+
+// TestACutHandOffIsDroppedNotDelivered: a payload longer than the receiver
+// takes would reach the next worker as half a request.
+func TestACutHandOffIsDroppedNotDelivered(t *testing.T) {
+	a, b, err := socketPair(syscall.SOCK_DGRAM)
+	require.NoError(t, err)
+	defer a.Close()
+	bconn, err := net.FileConn(b)
+	b.Close()
+	require.NoError(t, err)
+	defer bconn.Close()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	require.NoError(t, sendConn(bconn.(*net.UnixConn), passedConn{file: r, payload: make([]byte, maxHandoffPayload+1)}))
+	require.NoError(t, sendConn(bconn.(*net.UnixConn), passedConn{file: r, payload: []byte{0, 'G'}}))
+	got, err := receiveConn(a.(*net.UnixConn))
+	require.NoError(t, err)
+	defer got.file.Close()
+	assert.Equal(t, []byte{0, 'G'}, got.payload, "the cut one was skipped")
 }

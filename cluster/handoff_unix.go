@@ -8,8 +8,10 @@ import (
 	"syscall"
 )
 
-// maxHandoffPayload bounds a datagram's payload. A worker hands off only
-// connections with fewer than four bytes read (see drain.Handoff).
+// maxHandoffPayload bounds a datagram's payload: the listener's index and
+// the bytes read. A worker hands off only connections with fewer than four
+// bytes of a request read (see drain.Handoff), so this is ample; a longer
+// datagram is dropped rather than cut (see receiveConn).
 const maxHandoffPayload = 1 << 10
 
 // sendConn sends one connection over a hand-off socket. The file stays the
@@ -25,12 +27,14 @@ func receiveConn(conn *net.UnixConn) (passedConn, error) {
 	payload := make([]byte, maxHandoffPayload)
 	oob := make([]byte, syscall.CmsgSpace(4))
 	for {
-		n, oobn, _, _, err := conn.ReadMsgUnix(payload, oob)
+		n, oobn, flags, _, err := conn.ReadMsgUnix(payload, oob)
 		if err != nil {
 			return passedConn{}, err
 		}
 		file := unixRights(oob[:oobn])
-		if file == nil || n == 0 {
+		// A cut payload would hand the next worker half a request: the
+		// connection is closed instead. Nothing sends one.
+		if file == nil || n == 0 || flags&syscall.MSG_TRUNC != 0 {
 			if file != nil {
 				file.Close()
 			}
@@ -71,7 +75,11 @@ func receiveQueued(conn *net.UnixConn) []passedConn {
 		var n, oobn int
 		var recvErr error
 		err := raw.Read(func(fd uintptr) bool {
-			n, oobn, _, _, recvErr = syscall.Recvmsg(int(fd), payload, oob, syscall.MSG_DONTWAIT)
+			var flags int
+			n, oobn, flags, _, recvErr = syscall.Recvmsg(int(fd), payload, oob, syscall.MSG_DONTWAIT)
+			if recvErr == nil && flags&syscall.MSG_TRUNC != 0 {
+				n = 0 // dropped below, as in receiveConn
+			}
 			return true // never wait
 		})
 		if err != nil || recvErr != nil {

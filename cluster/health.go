@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -29,7 +30,7 @@ func (w *Worker) answerPings(health func(context.Context) error) (pings chan<- u
 				pong := message{Type: msgPong, Seq: seq}
 				if w.ready.Load() && !w.Controller.IsDraining() {
 					if err := checkHealth(health, timeout); err != nil {
-						pong.Err = err.Error()
+						pong.Err = cutHealthError(err.Error())
 						w.Logger.Error("health check failed; the master will replace this worker", "err", err)
 					}
 				}
@@ -58,4 +59,15 @@ func checkHealth(health func(context.Context) error, timeout time.Duration) (err
 		return fmt.Errorf("Config.Health: %w", err)
 	}
 	return nil
+}
+
+// maxHealthError bounds the text of a Health error sent to the master, well
+// inside one message line.
+const maxHealthError = 4 << 10
+
+func cutHealthError(text string) string {
+	if len(text) <= maxHealthError {
+		return text
+	}
+	return strings.ToValidUTF8(text[:maxHealthError], "") + "…"
 }

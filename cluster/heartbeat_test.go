@@ -5,10 +5,13 @@ package cluster
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -222,4 +225,22 @@ func TestCheckHealth(t *testing.T) {
 		return ctx.Err()
 	}, time.Millisecond)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// TestALineThatIsNotAMessageIsSkipped: one bad line from a worker must not
+// end the master's reading of every later one.
+func TestALineThatIsNotAMessageIsSkipped(t *testing.T) {
+	conn, workerEnd, err := socketPair(syscall.SOCK_STREAM)
+	require.NoError(t, err)
+	defer conn.Close()
+	worker, err := net.FileConn(workerEnd)
+	workerEnd.Close()
+	require.NoError(t, err)
+	defer worker.Close()
+	_, err = io.WriteString(worker, "not json\n{\"type\":\"ready\"}\n")
+	require.NoError(t, err)
+	m, err := newChannel(conn).receive()
+	require.NoError(t, err)
+	assert.Equal(t, msgReady, m.Type)
+	assert.LessOrEqual(t, len(cutHealthError(strings.Repeat("x", 1<<20))), maxHealthError+len("…"))
 }

@@ -83,14 +83,17 @@ type proc struct {
 	memory      uint64
 	inFlight    int
 	handedTo    int // connections handed to it since its last stats
-	served      uint64
-	retireAt    time.Time    // MaxAge plus jitter; zero when off, or once acted on
-	reloads     int          // master.reloads when it was spawned
-	asked       drain.Reason // a recycle the worker asked for before it was ready
-	failed      error        // why the master killed it before it was ready
-	readyWait   *time.Timer
-	killWait    *time.Timer
-	beat        beat
+	// refusesHandoffs: it sent a connection back, draining before the
+	// master knew; it is handed nothing more.
+	refusesHandoffs bool
+	served          uint64
+	retireAt        time.Time    // MaxAge plus jitter; zero when off, or once acted on
+	reloads         int          // master.reloads when it was spawned
+	asked           drain.Reason // a recycle the worker asked for before it was ready
+	failed          error        // why the master killed it before it was ready
+	readyWait       *time.Timer
+	killWait        *time.Timer
+	beat            beat
 }
 
 // Events that reach the loop.

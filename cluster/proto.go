@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -55,8 +54,14 @@ type channel struct {
 	closeOnce sync.Once
 }
 
+// maxMessage bounds one message's line; a worker cuts a Health error to
+// fit (see maxHealthError).
+const maxMessage = 64 << 10
+
 func newChannel(conn net.Conn) *channel {
-	return &channel{conn: conn, scanner: bufio.NewScanner(conn), closed: make(chan struct{})}
+	scanner := bufio.NewScanner(conn)
+	scanner.Buffer(make([]byte, 0, 4096), maxMessage)
+	return &channel{conn: conn, scanner: scanner, closed: make(chan struct{})}
 }
 
 // sendTimeout keeps a stuck master from blocking a worker's goroutine for
@@ -92,11 +97,20 @@ func (ch *channel) receive() (message, error) {
 		}
 		return message{}, net.ErrClosed
 	}
-	var m message
-	if err := json.Unmarshal(ch.scanner.Bytes(), &m); err != nil {
-		return message{}, fmt.Errorf("cluster: bad message %q: %w", ch.scanner.Bytes(), err)
+	for {
+		var m message
+		if err := json.Unmarshal(ch.scanner.Bytes(), &m); err == nil {
+			return m, nil
+		}
+		// A line that is not a message is skipped: ending here would
+		// deafen the master to a worker that still runs.
+		if !ch.scanner.Scan() {
+			if err := ch.scanner.Err(); err != nil {
+				return message{}, err
+			}
+			return message{}, net.ErrClosed
+		}
 	}
-	return m, nil
 }
 
 func (ch *channel) close() error {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
-	"github.com/memdrain/memdrain/internal/connpass"
 )
 
 // workerEnv marks a worker process and carries its spec from the master.
@@ -181,41 +180,11 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 	log := cfg.Logger.With("worker", spec.ID, "pid", os.Getpid())
 	ctrl := newChannel(ctrlConn)
 	defer ctrl.close()
-	handoffConn, err := inherited(handoffFD, "the master's hand-off socket", net.FileConn)
+	out, listeners, closeHandoffs, err := openHandoffs(spec.Listeners)
 	if err != nil {
 		return err
 	}
-	out := &handoffOut{conn: handoffConn.(*net.UnixConn)}
-	defer handoffConn.Close() // ends receiveHandoffs
-	listeners := make([]*handoffListener, 0, spec.Listeners)
-	defer func() {
-		for _, ln := range listeners {
-			ln.Close()
-		}
-	}()
-	for i := range spec.Listeners {
-		ln, err := inherited(firstListenerFD+i, "a listening socket", net.FileListener)
-		if err != nil {
-			return err
-		}
-		hl := &handoffListener{index: i, out: out}
-		if hl.Listener, err = connpass.NewListener(ln, hl.returnConn); err != nil {
-			ln.Close()
-			return err
-		}
-		listeners = append(listeners, hl)
-	}
-	received := make(chan struct{})
-	go func() {
-		defer close(received)
-		receiveHandoffs(out.conn, listeners)
-	}()
-	defer func() { // before the socket closes: nothing queued for this worker is lost
-		out.conn.SetReadDeadline(time.Unix(1, 0))
-		<-received
-		out.conn.SetReadDeadline(time.Time{})
-		returnQueued(out.conn, listeners)
-	}()
+	defer closeHandoffs()
 	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
 		defer softLimit(spec.SoftLimit, spec.MaxMemory)()
 	}
@@ -223,6 +192,7 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 	if err != nil {
 		return err
 	}
+	out.drain = c
 	shared := make([]net.Listener, len(listeners))
 	for i, ln := range listeners {
 		shared[i] = ln

@@ -28,15 +28,16 @@ import (
 //
 // No timer closes a connection.
 type connTracker struct {
-	c *Controller
+	c      *Controller
+	goAway func() // GOAWAY to every HTTP/2 connection; see http2GoAway
 
 	mu       sync.Mutex
 	draining bool
 	open     map[net.Conn]*trackedConn // by the connection the server reports
 }
 
-func newConnTracker(c *Controller) *connTracker {
-	return &connTracker{c: c, open: make(map[net.Conn]*trackedConn)}
+func newConnTracker(c *Controller, goAway func()) *connTracker {
+	return &connTracker{c: c, goAway: goAway, open: make(map[net.Conn]*trackedConn)}
 }
 
 // trackedConn is an accepted connection as the server sees it. It records
@@ -50,6 +51,7 @@ type trackedConn struct {
 	mu        sync.Mutex
 	state     http.ConnState
 	held      bool // holds the controller's drain open
+	goneAway  bool // an HTTP/2 connection that was sent GOAWAY
 	http2     bool // spoke HTTP/2 (prior knowledge): never handed off
 	sniffed   bool // the first bytes were checked for the HTTP/2 preface
 	pending   []byte
@@ -92,8 +94,16 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 // that a hand-off can pass it on. Between requests, net/http reads the next
 // request's first byte in a one-byte background read while the previous
 // handler runs; everything else it reads outside StateActive belongs to the
-// next request. Bytes of an HTTP/1.1 pipelined request that arrived with the
-// previous one are not seen here (no browser or common client pipelines).
+// next request.
+//
+// A connection is handed off with at most three bytes of its next request
+// (see claim). Bytes that reach a read interrupted by a claim cancel the
+// claim: that request is served here.
+//
+// HTTP/1.1 pipelining is not supported across a hand-off: bytes of a
+// pipelined request that arrived with the previous one sit in the server's
+// buffer, unseen here, and a hand-off would lose them (no browser and no
+// common client pipelines).
 func (tc *trackedConn) Read(p []byte) (int, error) {
 	if tc.handoff == nil {
 		return tc.Conn.Read(p)
@@ -111,11 +121,19 @@ func (tc *trackedConn) Read(p []byte) (int, error) {
 	if n > 0 && !tc.sniffed {
 		tc.sniff(p[:n])
 	}
+	if tc.claimed {
+		if n == 0 && isTimeout(err) {
+			tc.committed = true // interrupted by the claim with nothing read
+			return 0, errHandedOff
+		}
+		// The client's bytes won the race: its request is served here,
+		// and answered with "Connection: close".
+		tc.unclaim()
+		if n > 0 && isTimeout(err) {
+			err = nil
+		}
+	}
 	switch {
-	case tc.claimed && (n > 0 || isTimeout(err)):
-		tc.pending = append(tc.pending, p[:n]...)
-		tc.committed = true
-		return 0, errHandedOff
 	case n == 0 || tc.http2:
 	case tc.state != http.StateActive:
 		tc.pending = append(tc.pending, p[:n]...)
@@ -219,6 +237,9 @@ func (tc *trackedConn) claim() {
 	default:
 		return
 	}
+	if !tc.handoff.CanHandoff(len(tc.pending)) {
+		return
+	}
 	tc.claimed = true
 	_ = tc.Conn.SetReadDeadline(aLongTimeAgo)
 }
@@ -253,7 +274,7 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 		t.open[conn] = tc
 	}
 	tc.mu.Lock()
-	release := false
+	release, goAway := false, false
 	tc.state = state
 	switch state {
 	case http.StateNew, http.StateActive:
@@ -268,10 +289,12 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 		}
 		if t.draining {
 			tc.claim()
+			goAway = t.lateHTTP2(conn, tc)
 		}
 	case http.StateIdle:
 		if t.draining {
 			tc.claim()
+			goAway = t.lateHTTP2(conn, tc)
 		} else {
 			release, tc.held = tc.held, false
 		}
@@ -283,9 +306,27 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 	}
 	tc.mu.Unlock()
 	t.mu.Unlock()
+	if goAway {
+		t.goAway() // asynchronous: it never waits on this connection
+	}
 	if release {
 		t.c.sub(hold) // outside the locks: it may end the drain
 	}
+}
+
+// lateHTTP2 reports whether conn is an HTTP/2 connection that began serving
+// after the GOAWAY of the drain's start went out, and so needs one of its
+// own: its handshake was still under way then. Called with both locks held.
+func (t *connTracker) lateHTTP2(conn net.Conn, tc *trackedConn) bool {
+	if tc.goneAway {
+		return false
+	}
+	h2 := tc.http2
+	if tlsConn, ok := conn.(*tls.Conn); ok {
+		h2 = tlsConn.ConnectionState().NegotiatedProtocol == "h2"
+	}
+	tc.goneAway = h2
+	return h2
 }
 
 // drainStarted holds the drain open for every connection that carries no

@@ -25,6 +25,12 @@ import "net"
 //
 // TLS and HTTP/2 connections are never handed off: their state lives in
 // the process. They are sent "Connection: close" or GOAWAY instead.
+//
+// CanHandoff is asked first, with the number of bytes of the next request
+// the server has read (zero to three): a listener that can pass on only
+// connections with nothing read (its receiver closes them, at a shutdown)
+// says no, and the connection is kept and served here.
 type Handoff interface {
+	CanHandoff(buffered int) bool
 	Handoff(conn net.Conn, buffered []byte) error
 }

@@ -35,6 +35,8 @@ type handingOff struct {
 	passed chan struct{}
 }
 
+func (h *handingOff) CanHandoff(int) bool { return true }
+
 func (h *handingOff) Handoff(conn net.Conn, buffered []byte) error {
 	f, rest, err := connpass.Detach(conn, buffered)
 	if err != nil {

@@ -69,12 +69,12 @@ func Serve(srv *http.Server, c *Controller, listeners ...net.Listener) (Result, 
 	if c.add(hold)&flagDone != 0 {
 		return c.Result(), nil // drained before it served: nothing to do
 	}
-	conns := newConnTracker(c)
+	goAway := http2GoAway(srv)
+	conns := newConnTracker(c, goAway)
 	if testHookServe != nil {
 		testHookServe(conns)
 	}
 	install(srv, c, conns)
-	goAway := http2GoAway(srv)
 
 	served := make(chan error, len(listeners))
 	for _, ln := range listeners {

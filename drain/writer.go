@@ -63,6 +63,7 @@ func (w *closingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 type http1Writer struct{ closingWriter }
 
 func (w *http1Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.header = true // the response is the handler's own now
 	return w.ResponseWriter.(http.Hijacker).Hijack()
 }
 
@@ -103,6 +104,20 @@ func wrapWriter(w http.ResponseWriter, c *Controller) http.ResponseWriter {
 	cw := otherWriters.Get().(*closingWriter)
 	*cw = closingWriter{ResponseWriter: w, c: c}
 	return cw
+}
+
+// finished marks the response of a handler that returned without writing
+// anything: net/http writes its header after the handler, so this is the
+// last moment to add "Connection: close".
+func finished(w http.ResponseWriter) {
+	switch cw := w.(type) {
+	case *http1Writer:
+		cw.mark()
+	case *http2Writer:
+		cw.mark()
+	case *closingWriter:
+		cw.mark()
+	}
 }
 
 func releaseWriter(w http.ResponseWriter) {

@@ -43,6 +43,14 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// CloseWrite keeps net/http's lingering close for a passed connection.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // Listener accepts connections from a listener and those handed in with
 // Inject. It starts no goroutine of its own, so it never accepts a
 // connection from the kernel's queue that its server will not serve: Inject
