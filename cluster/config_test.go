@@ -425,7 +425,7 @@ func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
 	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health"}
 	byField := map[string][]string{}
 	for _, e := range envVars {
-		byField[e.field] = append(byField[e.field], e.name)
+		byField[e.Field] = append(byField[e.Field], e.Name)
 	}
 	typ := reflect.TypeFor[Config]()
 	for i := range typ.NumField() {
@@ -446,22 +446,22 @@ func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
 func TestEveryEnvironmentVariableSetsItsField(t *testing.T) {
 	seen := map[string]bool{}
 	for _, e := range envVars {
-		assert.False(t, seen[e.name], "%s is listed twice", e.name)
-		seen[e.name] = true
-		if e.yieldsTo != "" {
-			assert.True(t, slices.ContainsFunc(envVars, func(o envVar) bool { return o.name == e.yieldsTo && o.field == e.field }),
-				"%s yields to %s, which must set the same field", e.name, e.yieldsTo)
+		assert.False(t, seen[e.Name], "%s is listed twice", e.Name)
+		seen[e.Name] = true
+		if e.YieldsTo != "" {
+			assert.True(t, slices.ContainsFunc(envVars, func(o envVar) bool { return o.Name == e.YieldsTo && o.Field == e.Field }),
+				"%s yields to %s, which must set the same field", e.Name, e.YieldsTo)
 		}
 
-		got, err := fromEnv(Config{}, lookupIn(map[string]string{e.name: e.example}))
-		require.NoError(t, err, "the example of %s", e.name)
+		got, err := fromEnv(Config{}, lookupIn(map[string]string{e.Name: e.Example}))
+		require.NoError(t, err, "the example of %s", e.Name)
 		v := reflect.ValueOf(got)
 		for i := range v.NumField() {
 			name := v.Type().Field(i).Name
-			if name == e.field {
-				assert.False(t, v.Field(i).IsZero(), "%s=%q leaves Config.%s zero", e.name, e.example, name)
+			if name == e.Field {
+				assert.False(t, v.Field(i).IsZero(), "%s=%q leaves Config.%s zero", e.Name, e.Example, name)
 			} else {
-				assert.True(t, v.Field(i).IsZero(), "%s=%q sets Config.%s, not its own Config.%s", e.name, e.example, name, e.field)
+				assert.True(t, v.Field(i).IsZero(), "%s=%q sets Config.%s, not its own Config.%s", e.Name, e.Example, name, e.Field)
 			}
 		}
 	}
@@ -477,7 +477,7 @@ func TestEnvironmentVariablesInConfigDocumentation(t *testing.T) {
 	documented = slices.Compact(documented)
 	var read []string
 	for _, e := range envVars {
-		read = append(read, e.name)
+		read = append(read, e.Name)
 	}
 	slices.Sort(read)
 	assert.Equal(t, documented, read)
@@ -573,17 +573,17 @@ func FuzzFromEnv(f *testing.F) {
 		f.Add(seed)
 	}
 	for _, e := range envVars {
-		f.Add(e.example)
+		f.Add(e.Example)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
 		for _, e := range envVars {
-			c, err := fromEnv(Config{}, lookupIn(map[string]string{e.name: value}))
+			c, err := fromEnv(Config{}, lookupIn(map[string]string{e.Name: value}))
 			if err != nil {
-				if !strings.Contains(err.Error(), e.name) {
-					t.Fatalf("%s=%q: the error does not name the variable: %v", e.name, value, err)
+				if !strings.Contains(err.Error(), e.Name) {
+					t.Fatalf("%s=%q: the error does not name the variable: %v", e.Name, value, err)
 				}
 				if !strings.Contains(err.Error(), "accepted") {
-					t.Fatalf("%s=%q: the error does not say what is accepted: %v", e.name, value, err)
+					t.Fatalf("%s=%q: the error does not say what is accepted: %v", e.Name, value, err)
 				}
 				continue
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/envvar"
 )
 
 // The defaults that replace Config's zero fields. The field documentation in
@@ -62,7 +63,7 @@ const (
 	// minDuration is the smallest non-zero duration. Anything shorter is
 	// an untyped constant that lost its unit (ReadyTimeout: 30 is 30ns),
 	// and would spin the supervisor or kill every worker at once.
-	minDuration = time.Microsecond
+	minDuration = envvar.MinDuration
 )
 
 // unixPrefix marks a unix socket address in Config.Listen.
