@@ -219,4 +219,3 @@ func durationOverflows(v string) bool {
 	_, err := time.ParseDuration(b.String())
 	return err == nil
 }
-
