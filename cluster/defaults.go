@@ -15,6 +15,7 @@ import (
 
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/envvar"
+	"github.com/memdrain/memdrain/internal/softlimit"
 )
 
 // The defaults that replace Config's zero fields. The field documentation in
@@ -24,7 +25,7 @@ const (
 	defaultListen          = ":8080"
 	defaultCheckInterval   = time.Second
 	defaultConsecutive     = 1
-	defaultSoftLimitRatio  = 0.9
+	defaultSoftLimitRatio  = softlimit.DefaultRatio
 	defaultReadyTimeout    = 30 * time.Second
 	defaultDrainTimeout    = 30 * time.Second
 	defaultKillGrace       = 5 * time.Second

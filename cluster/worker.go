@@ -17,6 +17,7 @@ import (
 
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/connpass"
+	"github.com/memdrain/memdrain/internal/softlimit"
 )
 
 // workerEnv marks a worker process and carries its spec from the master.
@@ -229,9 +230,8 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		out.conn.SetReadDeadline(time.Time{})
 		returnQueued(out.conn, listeners)
 	}()
-	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
-		defer softLimit(spec.SoftLimit, spec.MaxMemory)()
-	}
+	stopSoftLimit, _ := softlimit.Start(spec.SoftLimit, spec.MaxMemory)
+	defer stopSoftLimit()
 	c, err := drain.New(drain.Config{Timeout: spec.DrainTimeout, Logger: log})
 	if err != nil {
 		return err
