@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -362,7 +363,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"MEMDRAIN_SOFT_LIMIT", "90", []string{`did you mean "0.9"?`}},
 		{"MEMDRAIN_SOFT_LIMIT", "90%", []string{`did you mean "0.9"?`}},
 		{"MEMDRAIN_SOFT_LIMIT", "-0.5", []string{`did you mean "off"?`}},
-		{"MEMDRAIN_SOFT_LIMIT", "NaN", []string{"a fraction of MaxMemory in (0, 1]"}},
+		{"MEMDRAIN_SOFT_LIMIT", "NaN", []string{"a fraction of MEMDRAIN_MAX_MEMORY in (0, 1]"}},
 		{"MEMDRAIN_SOFT_LIMIT", "1e9", []string{"more than 1"}},
 		{"MEMDRAIN_SOFT_LIMIT", "no", []string{`"off"`}},
 		{"MEMDRAIN_MAX_REQUESTS", "1e6", []string{"a whole number ≥ 0 (0 = off)"}},
@@ -591,4 +592,32 @@ func FuzzFromEnv(f *testing.F) {
 			_ = c.checkMemoryFits(16<<30, "fuzz")
 		}
 	})
+}
+
+// A single process (drain.OptionsFromEnv, drain.ConfigFromEnv) reads the
+// variables it shares with a cluster as FromEnv does, with the same errors.
+func TestDrainReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"MEMDRAIN_MAX_MEMORY", "lots"},
+		{"MEMDRAIN_MAX_MEMORY", "400"},
+		{"MEMDRAIN_CHECK_INTERVAL", "250"},
+		{"MEMDRAIN_CHECK_INTERVAL", "-1s"},
+		{"CHECK_INTERVAL", "-5"},
+		{"MEMDRAIN_CONSECUTIVE", "two"},
+		{"MEMDRAIN_SOFT_LIMIT", "90%"},
+		{"MEMDRAIN_SOFT_LIMIT", "0"},
+		{"MEMDRAIN_DRAIN_TIMEOUT", "30"},
+		{"MEMDRAIN_DRAIN_TIMEOUT", "1e400h"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, clusterErr := FromEnv(Config{})
+			require.Error(t, clusterErr)
+			_, optsErr := drain.OptionsFromEnv(drain.Options{})
+			_, cfgErr := drain.ConfigFromEnv(drain.Config{})
+			drainErr := errors.Join(optsErr, cfgErr)
+			require.Error(t, drainErr)
+			assert.Equal(t, strings.TrimPrefix(clusterErr.Error(), "cluster: "), strings.TrimPrefix(drainErr.Error(), "drain: "))
+		})
+	}
 }

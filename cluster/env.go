@@ -82,7 +82,7 @@ var envVars = []envVar{
 	{
 		Name:  "MEMDRAIN_SOFT_LIMIT",
 		Field: "SoftLimitRatio",
-		Accepted: fmt.Sprintf("a fraction of MaxMemory in (0, 1] such as %q, or %q for no soft limit (unset = %s)",
+		Accepted: fmt.Sprintf("a fraction of MEMDRAIN_MAX_MEMORY in (0, 1] such as %q, or %q for no soft limit (unset = %s)",
 			"0.8", "off", byDefault(defaultSoftLimitRatio)),
 		Example: "0.75",
 		Set:     setSoftLimit,
