@@ -86,6 +86,11 @@ type Options struct {
 // timeout, so under them only the drain Timeout (kept below that timeout)
 // ends a drain early.
 //
+// With a Watch.Limit, ListenAndServe also sets the Go soft memory limit
+// below it (see Options.SoftLimitRatio), as a cluster worker does.
+// OptionsFromEnv and ConfigFromEnv read the MEMDRAIN_* variables a cluster
+// reads; ListenAndServe reads none itself.
+//
 // With opts.ProbeAddr (or ProbeListener) set, ListenAndServe also serves
 // ProbeHandler there, from before the first request until it returns.
 //
