@@ -82,7 +82,8 @@ type Worker struct {
 
 // Ready tells the master that this worker serves, so the worker it
 // replaces can be drained. Serve calls it; a program that does not use
-// Serve calls it once it accepts connections (after any warm-up). Calls
+// Serve calls it once it accepts connections (after any warm-up), and
+// wraps its handler with Handler so that its requests are counted. Calls
 // after the first do nothing.
 func (w *Worker) Ready() {
 	if w.Controller.IsDraining() {
