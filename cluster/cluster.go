@@ -56,6 +56,15 @@ type Cluster struct {
 }
 
 // Run is New followed by Cluster.Run.
+//
+// Workers re-execute the program's binary from main, with its arguments and
+// environment: the code before Run runs in the master and again in every
+// worker (and in every replacement), so it should only read configuration,
+// such as flags and FromEnv. Work meant for workers alone, such as opening
+// databases or warming caches, goes in serve; work for the master alone
+// goes behind Cluster.IsMaster or !IsWorker(). Workers write to the
+// master's stdout and stderr (their stdin is /dev/null), so their logs and
+// panics appear in the master's output, interleaved with its own.
 func Run(cfg Config, serve func(*Worker) error) error {
 	c, err := New(cfg)
 	if err != nil {
@@ -97,6 +106,8 @@ func (c *Cluster) IsMaster() bool { return !IsWorker() }
 // master it supervises the workers until SIGTERM, SIGINT or Stop, drains
 // them all, and returns nil; or returns an error if it gave up after too
 // many crashes, or could not start.
+//
+// See Run for what runs where.
 func (c *Cluster) Run(serve func(*Worker) error) error {
 	if serve == nil {
 		return errors.New("cluster: Run needs a serve function, got nil")

@@ -40,14 +40,30 @@ type harness struct {
 }
 
 type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote chan struct{} // closed by the next Write; nil until someone waits
 }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.wrote != nil {
+		close(b.wrote)
+		b.wrote = nil
+	}
 	return b.buf.Write(p)
+}
+
+// next returns what was written so far and a channel closed by the next
+// Write.
+func (b *syncBuffer) next() (string, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.wrote == nil {
+		b.wrote = make(chan struct{})
+	}
+	return b.buf.String(), b.wrote
 }
 
 func (b *syncBuffer) String() string {
@@ -108,6 +124,23 @@ func (h *harness) waitFor(what string, match func(Event) bool) Event {
 			h.t.Fatalf("the master returned (%v) while waiting for %s", err, what)
 		case <-deadline:
 			h.t.Fatalf("no %s within %v", what, waitLimit)
+		}
+	}
+}
+
+// waitLog waits until the master's log contains s.
+func (h *harness) waitLog(s string) {
+	h.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		logs, wrote := h.logs.next()
+		if strings.Contains(logs, s) {
+			return
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
+			h.t.Fatalf("no %q in the master's log within %v", s, waitLimit)
 		}
 	}
 }

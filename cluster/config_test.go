@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -362,7 +363,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"MEMDRAIN_SOFT_LIMIT", "90", []string{`did you mean "0.9"?`}},
 		{"MEMDRAIN_SOFT_LIMIT", "90%", []string{`did you mean "0.9"?`}},
 		{"MEMDRAIN_SOFT_LIMIT", "-0.5", []string{`did you mean "off"?`}},
-		{"MEMDRAIN_SOFT_LIMIT", "NaN", []string{"a fraction of MaxMemory in (0, 1]"}},
+		{"MEMDRAIN_SOFT_LIMIT", "NaN", []string{"a fraction of MEMDRAIN_MAX_MEMORY in (0, 1]"}},
 		{"MEMDRAIN_SOFT_LIMIT", "1e9", []string{"more than 1"}},
 		{"MEMDRAIN_SOFT_LIMIT", "no", []string{`"off"`}},
 		{"MEMDRAIN_MAX_REQUESTS", "1e6", []string{"a whole number ≥ 0 (0 = off)"}},
@@ -425,7 +426,7 @@ func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
 	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health"}
 	byField := map[string][]string{}
 	for _, e := range envVars {
-		byField[e.field] = append(byField[e.field], e.name)
+		byField[e.Field] = append(byField[e.Field], e.Name)
 	}
 	typ := reflect.TypeFor[Config]()
 	for i := range typ.NumField() {
@@ -446,22 +447,22 @@ func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
 func TestEveryEnvironmentVariableSetsItsField(t *testing.T) {
 	seen := map[string]bool{}
 	for _, e := range envVars {
-		assert.False(t, seen[e.name], "%s is listed twice", e.name)
-		seen[e.name] = true
-		if e.yieldsTo != "" {
-			assert.True(t, slices.ContainsFunc(envVars, func(o envVar) bool { return o.name == e.yieldsTo && o.field == e.field }),
-				"%s yields to %s, which must set the same field", e.name, e.yieldsTo)
+		assert.False(t, seen[e.Name], "%s is listed twice", e.Name)
+		seen[e.Name] = true
+		if e.YieldsTo != "" {
+			assert.True(t, slices.ContainsFunc(envVars, func(o envVar) bool { return o.Name == e.YieldsTo && o.Field == e.Field }),
+				"%s yields to %s, which must set the same field", e.Name, e.YieldsTo)
 		}
 
-		got, err := fromEnv(Config{}, lookupIn(map[string]string{e.name: e.example}))
-		require.NoError(t, err, "the example of %s", e.name)
+		got, err := fromEnv(Config{}, lookupIn(map[string]string{e.Name: e.Example}))
+		require.NoError(t, err, "the example of %s", e.Name)
 		v := reflect.ValueOf(got)
 		for i := range v.NumField() {
 			name := v.Type().Field(i).Name
-			if name == e.field {
-				assert.False(t, v.Field(i).IsZero(), "%s=%q leaves Config.%s zero", e.name, e.example, name)
+			if name == e.Field {
+				assert.False(t, v.Field(i).IsZero(), "%s=%q leaves Config.%s zero", e.Name, e.Example, name)
 			} else {
-				assert.True(t, v.Field(i).IsZero(), "%s=%q sets Config.%s, not its own Config.%s", e.name, e.example, name, e.field)
+				assert.True(t, v.Field(i).IsZero(), "%s=%q sets Config.%s, not its own Config.%s", e.Name, e.Example, name, e.Field)
 			}
 		}
 	}
@@ -477,7 +478,7 @@ func TestEnvironmentVariablesInConfigDocumentation(t *testing.T) {
 	documented = slices.Compact(documented)
 	var read []string
 	for _, e := range envVars {
-		read = append(read, e.name)
+		read = append(read, e.Name)
 	}
 	slices.Sort(read)
 	assert.Equal(t, documented, read)
@@ -573,17 +574,17 @@ func FuzzFromEnv(f *testing.F) {
 		f.Add(seed)
 	}
 	for _, e := range envVars {
-		f.Add(e.example)
+		f.Add(e.Example)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
 		for _, e := range envVars {
-			c, err := fromEnv(Config{}, lookupIn(map[string]string{e.name: value}))
+			c, err := fromEnv(Config{}, lookupIn(map[string]string{e.Name: value}))
 			if err != nil {
-				if !strings.Contains(err.Error(), e.name) {
-					t.Fatalf("%s=%q: the error does not name the variable: %v", e.name, value, err)
+				if !strings.Contains(err.Error(), e.Name) {
+					t.Fatalf("%s=%q: the error does not name the variable: %v", e.Name, value, err)
 				}
 				if !strings.Contains(err.Error(), "accepted") {
-					t.Fatalf("%s=%q: the error does not say what is accepted: %v", e.name, value, err)
+					t.Fatalf("%s=%q: the error does not say what is accepted: %v", e.Name, value, err)
 				}
 				continue
 			}
@@ -591,4 +592,32 @@ func FuzzFromEnv(f *testing.F) {
 			_ = c.checkMemoryFits(16<<30, "fuzz")
 		}
 	})
+}
+
+// A single process (drain.OptionsFromEnv, drain.ConfigFromEnv) reads the
+// variables it shares with a cluster as FromEnv does, with the same errors.
+func TestDrainReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"MEMDRAIN_MAX_MEMORY", "lots"},
+		{"MEMDRAIN_MAX_MEMORY", "400"},
+		{"MEMDRAIN_CHECK_INTERVAL", "250"},
+		{"MEMDRAIN_CHECK_INTERVAL", "-1s"},
+		{"CHECK_INTERVAL", "-5"},
+		{"MEMDRAIN_CONSECUTIVE", "two"},
+		{"MEMDRAIN_SOFT_LIMIT", "90%"},
+		{"MEMDRAIN_SOFT_LIMIT", "0"},
+		{"MEMDRAIN_DRAIN_TIMEOUT", "30"},
+		{"MEMDRAIN_DRAIN_TIMEOUT", "1e400h"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.name, tc.value)
+			_, clusterErr := FromEnv(Config{})
+			require.Error(t, clusterErr)
+			_, optsErr := drain.OptionsFromEnv(drain.Options{})
+			_, cfgErr := drain.ConfigFromEnv(drain.Config{})
+			drainErr := errors.Join(optsErr, cfgErr)
+			require.Error(t, drainErr)
+			assert.Equal(t, strings.TrimPrefix(clusterErr.Error(), "cluster: "), strings.TrimPrefix(drainErr.Error(), "drain: "))
+		})
+	}
 }

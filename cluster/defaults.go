@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/envvar"
+	"github.com/memdrain/memdrain/internal/softlimit"
 )
 
 // The defaults that replace Config's zero fields. The field documentation in
@@ -23,7 +25,7 @@ const (
 	defaultListen          = ":8080"
 	defaultCheckInterval   = time.Second
 	defaultConsecutive     = 1
-	defaultSoftLimitRatio  = 0.9
+	defaultSoftLimitRatio  = softlimit.DefaultRatio
 	defaultReadyTimeout    = 30 * time.Second
 	defaultDrainTimeout    = 30 * time.Second
 	defaultKillGrace       = 5 * time.Second
@@ -62,7 +64,7 @@ const (
 	// minDuration is the smallest non-zero duration. Anything shorter is
 	// an untyped constant that lost its unit (ReadyTimeout: 30 is 30ns),
 	// and would spin the supervisor or kill every worker at once.
-	minDuration = time.Microsecond
+	minDuration = envvar.MinDuration
 )
 
 // unixPrefix marks a unix socket address in Config.Listen.

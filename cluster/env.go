@@ -1,16 +1,14 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
-	"math"
 	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/envvar"
 )
 
 // FromEnv returns base with each field overridden by its environment
@@ -41,70 +39,21 @@ func FromEnv(base Config) (Config, error) {
 // fromEnv is FromEnv reading its variables through lookup, so that tests
 // need not change the process's environment.
 func fromEnv(base Config, lookup func(string) (string, bool)) (Config, error) {
-	get := func(name string) (string, bool) {
-		v, ok := lookup(name)
-		v = strings.TrimSpace(v)
-		return v, ok && v != ""
-	}
-	c := base
-	var errs []error
-	for _, e := range envVars {
-		v, ok := get(e.name)
-		if !ok {
-			continue
-		}
-		if e.yieldsTo != "" {
-			if _, primary := get(e.yieldsTo); primary {
-				continue
-			}
-		}
-		if problem, ok := e.set(&c, v); !ok {
-			errs = append(errs, e.error(v, problem))
-		}
-	}
-	if len(errs) > 0 {
-		return base, errors.Join(errs...)
-	}
-	return c, nil
+	return envvar.Read("cluster", base, envVars, lookup)
 }
 
 // An envVar is one environment variable that FromEnv reads.
-type envVar struct {
-	name  string // the variable
-	field string // the Config field it sets
-	// yieldsTo is the variable that wins when both are set: Node's names
-	// yield to memdrain's own. Empty for memdrain's.
-	yieldsTo string
-	accepted string // what a value may be, for errors
-	example  string // a valid value that sets field to a non-zero value
-	// set parses v (trimmed, not empty) into c's field. If v cannot be
-	// used it reports false, with what is wrong with v beyond not being
-	// accepted ("negative", a hint), or "".
-	set func(c *Config, v string) (problem string, ok bool)
-}
-
-// error returns the error FromEnv reports for the value v of e.
-func (e envVar) error(v, problem string) error {
-	switch {
-	case problem == "":
-		return fmt.Errorf("cluster: %s=%q: accepted: %s", e.name, v, e.accepted)
-	case strings.Contains(problem, "accepted:"):
-		// drain's parsers already list what they accept, more precisely.
-		return fmt.Errorf("cluster: %s=%q: %s", e.name, v, problem)
-	default:
-		return fmt.Errorf("cluster: %s=%q: %s; accepted: %s", e.name, v, problem, e.accepted)
-	}
-}
+type envVar = envvar.Var[Config]
 
 // envVars lists every variable FromEnv reads, in the order of Config's
 // fields; a test checks it against Config, so the two cannot drift apart.
 var envVars = []envVar{
 	{
-		name:     "MEMDRAIN_LISTEN",
-		field:    "Listen",
-		accepted: "comma-separated addresses, each " + acceptedAddr,
-		example:  "127.0.0.1:8080, unix:/run/app.sock",
-		set:      setListen,
+		Name:     "MEMDRAIN_LISTEN",
+		Field:    "Listen",
+		Accepted: "comma-separated addresses, each " + acceptedAddr,
+		Example:  "127.0.0.1:8080, unix:/run/app.sock",
+		Set:      setListen,
 	},
 	workersVar("MEMDRAIN_WORKERS", ""),
 	workersVar("CPU_COUNT", "MEMDRAIN_WORKERS"),
@@ -112,31 +61,31 @@ var envVars = []envVar{
 	memoryVar("MEMDRAIN_HARD_MEMORY", "HardMemory", func(c *Config) *uint64 { return &c.HardMemory }, "the default, MaxMemory × 1.25"),
 	memoryVar("MEMDRAIN_TOTAL_MEMORY", "TotalMemory", func(c *Config) *uint64 { return &c.TotalMemory }, "no budget"),
 	{
-		name:     "MEMDRAIN_SAMPLER",
-		field:    "Sampler",
-		accepted: "rss (resident set size) or uss (resident memory not shared with other processes)",
-		example:  "uss",
-		set:      setSampler,
+		Name:     "MEMDRAIN_SAMPLER",
+		Field:    "Sampler",
+		Accepted: "rss (resident set size) or uss (resident memory not shared with other processes)",
+		Example:  "uss",
+		Set:      setSampler,
 	},
 	durationVar("MEMDRAIN_CHECK_INTERVAL", "CheckInterval", func(c *Config) *time.Duration { return &c.CheckInterval },
 		"ms", byDefault(defaultCheckInterval)),
 	{
-		name:     "CHECK_INTERVAL",
-		field:    "CheckInterval",
-		yieldsTo: "MEMDRAIN_CHECK_INTERVAL",
-		accepted: fmt.Sprintf("a whole number of milliseconds (Node's convention) or a Go duration such as %q, ≥ 0 (0 = %s)",
+		Name:     "CHECK_INTERVAL",
+		Field:    "CheckInterval",
+		YieldsTo: "MEMDRAIN_CHECK_INTERVAL",
+		Accepted: fmt.Sprintf("a whole number of milliseconds (Node's convention) or a Go duration such as %q, ≥ 0 (0 = %s)",
 			"250ms", byDefault(defaultCheckInterval)),
-		example: "250",
-		set:     setCheckIntervalMillis,
+		Example: "250",
+		Set:     setCheckIntervalMillis,
 	},
 	countVar("MEMDRAIN_CONSECUTIVE", "Consecutive", func(c *Config) *int { return &c.Consecutive }, byDefault(defaultConsecutive)),
 	{
-		name:  "MEMDRAIN_SOFT_LIMIT",
-		field: "SoftLimitRatio",
-		accepted: fmt.Sprintf("a fraction of MaxMemory in (0, 1] such as %q, or %q for no soft limit (unset = %s)",
+		Name:  "MEMDRAIN_SOFT_LIMIT",
+		Field: "SoftLimitRatio",
+		Accepted: fmt.Sprintf("a fraction of MEMDRAIN_MAX_MEMORY in (0, 1] such as %q, or %q for no soft limit (unset = %s)",
 			"0.8", "off", byDefault(defaultSoftLimitRatio)),
-		example: "0.75",
-		set:     setSoftLimit,
+		Example: "0.75",
+		Set:     setSoftLimit,
 	},
 	countVar("MEMDRAIN_MAX_REQUESTS", "MaxRequests", func(c *Config) *int { return &c.MaxRequests }, "off"),
 	countVar("MEMDRAIN_MAX_REQUESTS_JITTER", "MaxRequestsJitter", func(c *Config) *int { return &c.MaxRequestsJitter }, "none"),
@@ -179,13 +128,13 @@ func setListen(c *Config, v string) (string, bool) {
 
 func workersVar(name, yieldsTo string) envVar {
 	return envVar{
-		name:     name,
-		field:    "Workers",
-		yieldsTo: yieldsTo,
-		accepted: fmt.Sprintf("a whole number from 0 to %d (0 = one per CPU this process may use, %d here)", maxWorkers, runtime.GOMAXPROCS(0)),
-		example:  "3",
-		set: func(c *Config, v string) (string, bool) {
-			n, problem, ok := parseCount(v)
+		Name:     name,
+		Field:    "Workers",
+		YieldsTo: yieldsTo,
+		Accepted: fmt.Sprintf("a whole number from 0 to %d (0 = one per CPU this process may use, %d here)", maxWorkers, runtime.GOMAXPROCS(0)),
+		Example:  "3",
+		Set: func(c *Config, v string) (string, bool) {
+			n, problem, ok := envvar.Count(v)
 			if ok && n > maxWorkers {
 				return fmt.Sprintf("more than %d", maxWorkers), false
 			}
@@ -199,12 +148,12 @@ func workersVar(name, yieldsTo string) envVar {
 
 func countVar(name, field string, dst func(*Config) *int, zero string) envVar {
 	return envVar{
-		name:     name,
-		field:    field,
-		accepted: fmt.Sprintf("a whole number ≥ 0 (0 = %s)", zero),
-		example:  "7",
-		set: func(c *Config, v string) (string, bool) {
-			n, problem, ok := parseCount(v)
+		Name:     name,
+		Field:    field,
+		Accepted: fmt.Sprintf("a whole number ≥ 0 (0 = %s)", zero),
+		Example:  "7",
+		Set: func(c *Config, v string) (string, bool) {
+			n, problem, ok := envvar.Count(v)
 			if ok {
 				*dst(c) = n
 			}
@@ -213,28 +162,14 @@ func countVar(name, field string, dst func(*Config) *int, zero string) envVar {
 	}
 }
 
-// parseCount parses a whole number ≥ 0.
-func parseCount(v string) (int, string, bool) {
-	n, err := strconv.Atoi(v)
-	switch {
-	case errors.Is(err, strconv.ErrRange):
-		return 0, "out of range", false
-	case err != nil:
-		return 0, "", false
-	case n < 0:
-		return 0, "negative", false
-	}
-	return n, "", true
-}
-
 func memoryVar(name, field string, dst func(*Config) *uint64, zero string) envVar {
 	return envVar{
-		name:  name,
-		field: field,
-		accepted: fmt.Sprintf("a size such as %q, %q or %q, at least 1Mi, or 0 for %s",
+		Name:  name,
+		Field: field,
+		Accepted: fmt.Sprintf("a size such as %q, %q or %q, at least 1Mi, or 0 for %s",
 			"400Mi", "1.5Gi", "512MB", zero),
-		example: "1.5Gi",
-		set: func(c *Config, v string) (string, bool) {
+		Example: "1.5Gi",
+		Set: func(c *Config, v string) (string, bool) {
 			n, err := drain.ParseMemoryLimit(v)
 			if err != nil {
 				return err.Error(), false
@@ -259,12 +194,12 @@ func setSampler(c *Config, v string) (string, bool) {
 
 func durationVar(name, field string, dst func(*Config) *time.Duration, hintUnit, zero string) envVar {
 	return envVar{
-		name:     name,
-		field:    field,
-		accepted: fmt.Sprintf("a Go duration such as %q or %q, ≥ 0 (0 = %s)", "30s", "250ms", zero),
-		example:  "1m30s",
-		set: func(c *Config, v string) (string, bool) {
-			d, problem, ok := parseDuration(v, hintUnit)
+		Name:     name,
+		Field:    field,
+		Accepted: fmt.Sprintf("a Go duration such as %q or %q, ≥ 0 (0 = %s)", "30s", "250ms", zero),
+		Example:  "1m30s",
+		Set: func(c *Config, v string) (string, bool) {
+			d, problem, ok := envvar.Duration(v, hintUnit)
 			if ok {
 				*dst(c) = d
 			}
@@ -273,135 +208,18 @@ func durationVar(name, field string, dst func(*Config) *time.Duration, hintUnit,
 	}
 }
 
-// parseDuration parses a Go duration ≥ 0. A bare number other than 0 is
-// refused with a hint in hintUnit, the unit the setting is usually given
-// in: "250" could be seconds or milliseconds, and guessing wrong is off by
-// a factor of a thousand.
-func parseDuration(v, hintUnit string) (time.Duration, string, bool) {
-	d, err := time.ParseDuration(v)
-	switch {
-	case err == nil:
-	case isPlainNumber(v) && strings.HasPrefix(v, "-"):
-		return 0, "negative", false
-	case isPlainNumber(v):
-		return 0, fmt.Sprintf("a number without a unit; did you mean %q?", strings.TrimPrefix(v, "+")+hintUnit), false
-	case durationOverflows(v):
-		return 0, "out of range", false
-	default:
-		return 0, "", false
-	}
-	if d < 0 {
-		return 0, "negative", false
-	}
-	if d > 0 && d < minDuration {
-		return 0, fmt.Sprintf("shorter than %v", minDuration), false
-	}
-	return d, "", true
-}
-
-// isPlainNumber reports whether v is a decimal number with no unit, such
-// as "250", "-1" or "1.5".
-func isPlainNumber(v string) bool {
-	v = strings.TrimLeft(v, "+-")
-	digits, dots := 0, 0
-	for _, r := range v {
-		switch {
-		case r >= '0' && r <= '9':
-			digits++
-		case r == '.':
-			dots++
-		default:
-			return false
-		}
-	}
-	return digits > 0 && dots <= 1
-}
-
-// durationOverflows reports whether v, which time.ParseDuration refused, is
-// a well-formed duration whose numbers are too large: time.ParseDuration
-// says "invalid duration" for both. It is, if v parses with each of its
-// numbers replaced by 1.
-func durationOverflows(v string) bool {
-	var b strings.Builder
-	inNumber, digits, dots := false, 0, 0
-	for _, r := range v {
-		if r >= '0' && r <= '9' || r == '.' {
-			if !inNumber {
-				b.WriteByte('1')
-				inNumber, digits, dots = true, 0, 0
-			}
-			if r == '.' {
-				dots++
-			} else {
-				digits++
-			}
-			if dots > 1 {
-				return false
-			}
-			continue
-		}
-		if inNumber && digits == 0 {
-			return false
-		}
-		inNumber = false
-		b.WriteRune(r)
-	}
-	if inNumber && digits == 0 {
-		return false
-	}
-	_, err := time.ParseDuration(b.String())
-	return err == nil
-}
-
-// setCheckIntervalMillis reads Node's CHECK_INTERVAL: a whole number is
-// milliseconds; a Go duration, which cannot be mistaken, is taken too.
 func setCheckIntervalMillis(c *Config, v string) (string, bool) {
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		if errors.Is(err, strconv.ErrRange) {
-			return "out of range", false
-		}
-		d, problem, ok := parseDuration(v, "ms")
-		if ok {
-			c.CheckInterval = d
-		}
-		return problem, ok
+	d, problem, ok := envvar.Millis(v)
+	if ok {
+		c.CheckInterval = d
 	}
-	switch {
-	case n < 0:
-		return "negative", false
-	case n > math.MaxInt64/int64(time.Millisecond):
-		return "out of range", false
-	}
-	c.CheckInterval = time.Duration(n) * time.Millisecond
-	return "", true
+	return problem, ok
 }
 
 func setSoftLimit(c *Config, v string) (string, bool) {
-	if strings.EqualFold(v, "off") {
-		// Any negative ratio means off; -1 reads as "off" in a dump.
-		c.SoftLimitRatio = -1
-		return "", true
+	r, problem, ok := envvar.SoftLimit(v)
+	if ok {
+		c.SoftLimitRatio = r
 	}
-	if pct, ok := strings.CutSuffix(v, "%"); ok {
-		if r, err := strconv.ParseFloat(strings.TrimSpace(pct), 64); err == nil && r > 0 && r <= 100 {
-			return fmt.Sprintf("a percentage; did you mean %q?", strconv.FormatFloat(r/100, 'f', -1, 64)), false
-		}
-		return "", false
-	}
-	r, err := strconv.ParseFloat(v, 64)
-	switch {
-	case err != nil || math.IsNaN(r):
-		return "", false
-	case r == 0:
-		return `0 is not a fraction in (0, 1]; did you mean "off"?`, false
-	case r < 0:
-		return `negative; did you mean "off"?`, false
-	case r > 1 && r <= 100:
-		return fmt.Sprintf("more than 1; did you mean %q?", strconv.FormatFloat(r/100, 'f', -1, 64)), false
-	case r > 1:
-		return "more than 1", false
-	}
-	c.SoftLimitRatio = r
-	return "", true
+	return problem, ok
 }

@@ -1,7 +1,10 @@
 package cluster_test
 
 import (
+	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"log"
 	"net/http"
 	"time"
@@ -33,6 +36,61 @@ func ExampleWorker_Serve_tls() {
 			ReadHeaderTimeout: 10 * time.Second,
 			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
 		})
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A router under cluster.Run. The standard library's ServeMux here; chi,
+// gorilla/mux or any other router works the same way, since each is an
+// http.Handler given to the server that Worker.Serve serves.
+//
+// The code before cluster.Run runs in the master and again in every worker,
+// since each worker re-executes this binary from main: keep it to reading
+// configuration. Open databases, build the router and warm caches in the
+// serve function, which runs in workers only. Workers write to the
+// master's stdout and stderr.
+func ExampleRun_router() {
+	cfg, err := cluster.FromEnv(cluster.Config{Listen: []string{":8080"}, MaxMemory: 400 << 20})
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = cluster.Run(cfg, func(w *cluster.Worker) error {
+		mux := http.NewServeMux() // or r := chi.NewRouter()
+		mux.HandleFunc("GET /users/{id}", func(rw http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(rw, "user %s, served by worker %d\n", r.PathValue("id"), w.ID)
+		})
+		return w.Serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A worker that serves the shared listeners with a server of its own
+// wraps its handler with Worker.Handler, so that its requests count for
+// Status and MaxRequests, and reports ready by hand. It must also stop
+// when the drain starts.
+func ExampleWorker_Handler() {
+	cfg := cluster.Config{Listen: []string{":8080"}, MaxRequests: 100_000}
+	err := cluster.Run(cfg, func(w *cluster.Worker) error {
+		srv := &http.Server{Handler: w.Handler(http.NotFoundHandler()), ReadHeaderTimeout: 10 * time.Second}
+		errs := make(chan error, len(w.Listeners))
+		for _, ln := range w.Listeners {
+			go func() { errs <- srv.Serve(ln) }()
+		}
+		w.Ready()
+		<-w.Controller.Draining()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := srv.Shutdown(ctx)
+		for range w.Listeners {
+			if serr := <-errs; !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, serr)
+			}
+		}
+		return err
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -44,19 +44,21 @@ func TestMain(m *testing.M) {
 // Worker behaviours.
 const (
 	behaveNormally        = ""
-	crashAtOnce           = "crash"        // exit 3 before serving
-	ignoreDrain           = "ignore-drain" // ready, then never drain
-	firstOnlyGetsReady    = "first-ready"  // only the first worker of a slot gets ready
-	bornOverLimit         = "born-fat"     // retain 64 MiB before serving
-	heldSecondOfSlot0     = "held-second"  // slot 0's second worker waits for TEST_GATE to open
-	asksBeforeReady       = "asks-early"   // the first worker of a slot asks to be recycled before it is ready
-	asksWithBadReason     = "asks-bad"     // the first worker of a slot asks to be recycled with an invalid reason
-	unhealthyOnMarker     = "unhealthy"    // Config.Health fails once the test created unhealthyMarker(pid)
-	heldDrainOfSlot0      = "held-drain"   // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
-	leaksFast             = "leaks-fast"   // leaks fastLeakMiB every fastLeakEvery from the moment it is ready
-	servesH2C             = "h2c"          // serves HTTP/1.1 and HTTP/2 without TLS (prior knowledge)
-	servesTLS             = "tls"          // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
-	tlsCertOnlyFirst      = "tls-later"    // as servesTLS, but a slot's later workers have a TLSConfig without a certificate
+	crashAtOnce           = "crash"         // exit 3 before serving
+	ignoreDrain           = "ignore-drain"  // ready, then never drain
+	firstOnlyGetsReady    = "first-ready"   // only the first worker of a slot gets ready
+	bornOverLimit         = "born-fat"      // retain 64 MiB before serving
+	heldSecondOfSlot0     = "held-second"   // slot 0's second worker waits for TEST_GATE to open
+	asksBeforeReady       = "asks-early"    // the first worker of a slot asks to be recycled before it is ready
+	asksWithBadReason     = "asks-bad"      // the first worker of a slot asks to be recycled with an invalid reason
+	unhealthyOnMarker     = "unhealthy"     // Config.Health fails once the test created unhealthyMarker(pid)
+	heldDrainOfSlot0      = "held-drain"    // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
+	leaksFast             = "leaks-fast"    // leaks fastLeakMiB every fastLeakEvery from the moment it is ready
+	servesH2C             = "h2c"           // serves HTTP/1.1 and HTTP/2 without TLS (prior knowledge)
+	servesTLS             = "tls"           // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
+	tlsCertOnlyFirst      = "tls-later"     // as servesTLS, but a slot's later workers have a TLSConfig without a certificate
+	servesOwnServer       = "own-server"    // serves w.Listeners with an http.Server of its own, counting with w.Handler
+	servesOwnUncounted    = "own-uncounted" // as servesOwnServer, without w.Handler: nothing counts its requests
 	testTLSCert           = "TEST_TLS_CERT"
 	testTLSKey            = "TEST_TLS_KEY"
 	testGate              = "TEST_GATE"
@@ -141,6 +143,10 @@ func testWorker(behaviour string) int {
 		case leaksFast:
 			w.Ready()
 			go leakFast()
+		case servesOwnServer:
+			return serveOwn(w, w.Handler(srv.Handler))
+		case servesOwnUncounted:
+			return serveOwn(w, srv.Handler)
 		case servesH2C:
 			srv.Protocols = new(http.Protocols)
 			srv.Protocols.SetHTTP1(true)
@@ -165,6 +171,28 @@ func testWorker(behaviour string) int {
 		return 1
 	}
 	return 0
+}
+
+// serveOwn serves h on w.Listeners with an http.Server of its own, as a
+// program does that cannot hand its server to Worker.Serve: it reports
+// ready by hand and shuts its server down when the drain starts.
+func serveOwn(w *Worker, h http.Handler) error {
+	own := &http.Server{Handler: h}
+	errs := make(chan error, len(w.Listeners))
+	for _, ln := range w.Listeners {
+		go func() { errs <- own.Serve(ln) }()
+	}
+	w.Ready()
+	<-w.Controller.Draining()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	err := own.Shutdown(ctx)
+	for range w.Listeners {
+		if serr := <-errs; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+			err = serr
+		}
+	}
+	return err
 }
 
 // leakOnSignal starts a fast leak when the process receives SIGUSR1.

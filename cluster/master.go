@@ -28,19 +28,20 @@ type master struct {
 	events    chan any
 	done      chan struct{} // closed when the loop has returned
 
-	slots      []*slot
-	procs      map[int]*proc // by pid, every live worker process
-	queue      []*slot       // slots waiting for a replacement, in order
-	crashes    []time.Time   // accidental exits within the crash window
-	readyTime  time.Duration // smoothed spawn-to-ready time, the Meter's lead
-	growth     growth        // all workers' memory growth, each Meter's WorstRate
-	stopping   bool
-	parked     []passedConn // hand-offs waiting for a serving worker (routeHandoff)
-	reloads    int          // SIGHUPs so far: a process spawned before the last must go
-	lastReload reloadState
-	giveUpErr  error
-	sampleNext *time.Timer
-	beatNext   *time.Timer // the next round of heartbeat pings
+	slots           []*slot
+	procs           map[int]*proc // by pid, every live worker process
+	queue           []*slot       // slots waiting for a replacement, in order
+	crashes         []time.Time   // accidental exits within the crash window
+	readyTime       time.Duration // smoothed spawn-to-ready time, the Meter's lead
+	growth          growth        // all workers' memory growth, each Meter's WorstRate
+	stopping        bool
+	parked          []passedConn // hand-offs waiting for a serving worker (routeHandoff)
+	reloads         int          // SIGHUPs so far: a process spawned before the last must go
+	lastReload      reloadState
+	giveUpErr       error
+	warnedUncounted bool // checkCounted warned once: the Config, not a worker, is at fault
+	sampleNext      *time.Timer
+	beatNext        *time.Timer // the next round of heartbeat pings
 }
 
 // slot is one of the Workers places. It holds the serving process and,
@@ -87,6 +88,7 @@ type proc struct {
 	// master knew; it is handed nothing more.
 	refusesHandoffs bool
 	served          uint64
+	uncounted       int          // stats reports since ready that said the worker counts nothing
 	retireAt        time.Time    // MaxAge plus jitter; zero when off, or once acted on
 	reloads         int          // master.reloads when it was spawned
 	asked           drain.Reason // a recycle the worker asked for before it was ready
@@ -214,6 +216,7 @@ func (m *master) onMessage(p *proc, msg message) {
 		}
 	case msgStats:
 		p.inFlight, p.served, p.handedTo = msg.InFlight, msg.Served, 0
+		m.checkCounted(p, msg.Counts)
 	case msgPong:
 		m.onPong(p, msg)
 	}

@@ -31,8 +31,11 @@ type message struct {
 	Reason   drain.Reason `json:"reason,omitempty"`
 	InFlight int          `json:"in_flight,omitempty"`
 	Served   uint64       `json:"served,omitempty"`
-	Seq      uint64       `json:"seq,omitempty"` // a ping's number, echoed by its pong
-	Err      string       `json:"err,omitempty"` // a pong's failed health check
+	// Counts, sent with stats, says that the worker counts its requests
+	// (Worker.Handler): a Served of 0 is then a count, not a silence.
+	Counts bool   `json:"counts,omitempty"`
+	Seq    uint64 `json:"seq,omitempty"` // a ping's number, echoed by its pong
+	Err    string `json:"err,omitempty"` // a pong's failed health check
 	// Pongs, sent with ready, says that the worker answers pings. A
 	// worker of a binary from before the heartbeat is never judged by it.
 	Pongs bool `json:"pongs,omitempty"`

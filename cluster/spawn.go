@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+
+	"github.com/memdrain/memdrain/internal/softlimit"
 )
 
 // spawner starts every worker from one goroutine locked to its OS thread
@@ -100,8 +102,8 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		Heartbeat:     m.cfg.HeartbeatTimeout,
 	}
 	if m.cfg.MaxMemory > 0 && m.cfg.SoftLimitRatio > 0 {
-		spec.SoftLimit = int64(float64(m.cfg.MaxMemory) * m.cfg.SoftLimitRatio)
-		spec.MaxMemory = int64(m.cfg.MaxMemory)
+		spec.SoftLimit = softlimit.Of(m.cfg.MaxMemory, m.cfg.SoftLimitRatio)
+		spec.MaxMemory = softlimit.Of(m.cfg.MaxMemory, 1)
 	}
 	if m.cfg.MaxRequests > 0 {
 		spec.MaxRequests = uint64(m.cfg.MaxRequests) + uint64(jitter(int64(m.cfg.MaxRequestsJitter)))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/softlimit"
 )
 
 // workerEnv marks a worker process and carries its spec from the master.
@@ -72,6 +73,7 @@ type Worker struct {
 	ctrl      *channel
 	readyOnce sync.Once
 	served    atomic.Uint64
+	counting  atomic.Bool  // Handler was called: served is counted
 	inFlight  atomic.Int64 // requests, which the Controller does not count under Serve
 	asked     atomic.Bool  // a recycle was requested
 	ready     atomic.Bool  // Ready told the master
@@ -79,7 +81,8 @@ type Worker struct {
 
 // Ready tells the master that this worker serves, so the worker it
 // replaces can be drained. Serve calls it; a program that does not use
-// Serve calls it once it accepts connections (after any warm-up). Calls
+// Serve calls it once it accepts connections (after any warm-up), and
+// wraps its handler with Handler so that its requests are counted. Calls
 // after the first do nothing.
 func (w *Worker) Ready() {
 	if w.Controller.IsDraining() {
@@ -109,10 +112,33 @@ func (w *Worker) Recycle(reason drain.Reason) {
 	}
 }
 
+// Handler returns h (http.DefaultServeMux if nil) counting its requests
+// as Serve counts them: served and in flight for the master's Status, and
+// served against Config.MaxRequests, which asks for a recycle once this
+// worker's quota is served. Serve wraps srv.Handler with it; a program that
+// serves w.Listeners with a server of its own wraps its handler with it
+// (and calls Ready), or MaxRequests never fires. Wrap once per worker: each
+// wrapper counts every request it serves, so a request through two is
+// counted twice.
+func (w *Worker) Handler(h http.Handler) http.Handler {
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	w.counting.Store(true)
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.inFlight.Add(1)
+		defer w.inFlight.Add(-1)
+		if n := w.served.Add(1); w.spec.MaxRequests > 0 && n == w.spec.MaxRequests {
+			w.Recycle(drain.Requests)
+		}
+		h.ServeHTTP(rw, r)
+	})
+}
+
 // Serve serves srv on the worker's listeners under its Controller (see
 // drain.Serve), reports ready, counts the requests served and in flight
 // for the master's Status (and for MaxRequests), and returns once the drain
-// is over. A program that serves without it reports no request counts.
+// is over. A program that serves w.Listeners itself counts with Handler.
 //
 // Ready is reported when srv is about to accept connections, after
 // drain.Serve accepted srv: a server it refuses (such as a TLSConfig
@@ -139,18 +165,7 @@ func (w *Worker) Serve(srv *http.Server) error {
 	if srv == nil {
 		return errors.New("cluster: Worker.Serve needs an *http.Server, got nil")
 	}
-	next := srv.Handler
-	if next == nil {
-		next = http.DefaultServeMux
-	}
-	srv.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.inFlight.Add(1)
-		defer w.inFlight.Add(-1)
-		if n := w.served.Add(1); w.spec.MaxRequests > 0 && n == w.spec.MaxRequests {
-			w.Recycle(drain.Requests)
-		}
-		next.ServeHTTP(rw, r)
-	})
+	srv.Handler = w.Handler(srv.Handler)
 	// Ready once srv is about to accept (net/http calls BaseContext then),
 	// not before drain.Serve: a server it refuses, or one that fails to
 	// start, must never drain the worker this one replaces.
@@ -185,9 +200,8 @@ func runWorker(cfg Config, serve func(*Worker) error) error {
 		return err
 	}
 	defer closeHandoffs()
-	if _, set := os.LookupEnv("GOMEMLIMIT"); spec.SoftLimit > 0 && !set {
-		defer softLimit(spec.SoftLimit, spec.MaxMemory)()
-	}
+	stopSoftLimit, _ := softlimit.Start(spec.SoftLimit, spec.MaxMemory)
+	defer stopSoftLimit()
 	c, err := drain.New(drain.Config{Timeout: spec.DrainTimeout, Logger: log})
 	if err != nil {
 		return err
@@ -256,7 +270,7 @@ func drainOnSignal(c *drain.Controller) (stop func()) {
 // reportStats sends the worker's figures to the master every interval.
 func (w *Worker) reportStats() (stop func()) {
 	return every(w.spec.StatsInterval, func() bool {
-		w.ctrl.send(message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load()})
+		w.ctrl.send(message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load(), Counts: w.counting.Load()})
 		return true
 	})
 }

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/memdrain/memdrain/internal/softlimit"
 )
 
 // ExitMemory is the exit code a program should use after a drain that its
@@ -35,6 +38,18 @@ type Options struct {
 	// Watch, when its Limit is set, samples this process's memory and
 	// drains when it passes the limit. Watch.Pid is ignored.
 	Watch Watch
+	// SoftLimitRatio sets this process's Go soft memory limit
+	// (debug.SetMemoryLimit) to this fraction of Watch.Limit while
+	// ListenAndServe runs, as a cluster sets it in each worker: the
+	// garbage collector works harder before garbage alone could pass the
+	// limit. Once the live heap reaches 95 % of the soft limit, the
+	// process is leaking for real and the soft limit is raised to
+	// Watch.Limit, so the collector does not run without pause until the
+	// drain. Zero means 0.9; a negative value sets none. Ignored without a
+	// Watch.Limit, and when the GOMEMLIMIT variable is set (the
+	// operator's limit wins). The limit from before is put back when
+	// ListenAndServe returns.
+	SoftLimitRatio float64
 	// Signals: the first one received starts the drain with reason
 	// Signal, and a second one ends it at once. Nil means SIGTERM and
 	// SIGINT. An empty, non-nil slice ([]os.Signal{}) installs no handler
@@ -71,6 +86,11 @@ type Options struct {
 // timeout, so under them only the drain Timeout (kept below that timeout)
 // ends a drain early.
 //
+// With a Watch.Limit, ListenAndServe also sets the Go soft memory limit
+// below it (see Options.SoftLimitRatio), as a cluster worker does.
+// OptionsFromEnv and ConfigFromEnv read the MEMDRAIN_* variables a cluster
+// reads; ListenAndServe reads none itself.
+//
 // With opts.ProbeAddr (or ProbeListener) set, ListenAndServe also serves
 // ProbeHandler there, from before the first request until it returns.
 //
@@ -89,6 +109,9 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 		if err := opts.Watch.Validate(); err != nil {
 			return Result{}, err
 		}
+	}
+	if r := opts.SoftLimitRatio; math.IsNaN(r) || r > 1 {
+		return Result{}, fmt.Errorf("drain: Options.SoftLimitRatio is %v; accepted: a fraction in (0, 1], 0 for the default %v, or a negative number for no soft limit", r, softlimit.DefaultRatio)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -147,6 +170,13 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 		<-triggersDone
 	}()
 
+	if ratio := opts.SoftLimitRatio; opts.Watch.Limit > 0 && ratio >= 0 {
+		if ratio == 0 {
+			ratio = softlimit.DefaultRatio
+		}
+		stopSoftLimit, _ := softlimit.Start(softlimit.Of(opts.Watch.Limit, ratio), softlimit.Of(opts.Watch.Limit, 1))
+		defer stopSoftLimit()
+	}
 	log.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
 	if probeLn != nil {
 		defer serveProbes(c, probeLn, log)()
