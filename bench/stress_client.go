@@ -75,7 +75,7 @@ func (s clientSpec) client() *http.Client {
 	t := &http.Transport{
 		DisableKeepAlives:   !s.keepAlive,
 		MaxIdleConnsPerHost: 4,
-		DialContext:         s.delays.dialer(),
+		DialContext:         s.delays.Dialer(nil),
 		// The workers' certificates are made up at their start, for
 		// 127.0.0.1: there is nothing to verify them against.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},

@@ -129,7 +129,7 @@ func TestDelaysFirstWriteWaitsOnceFromTheDial(t *testing.T) {
 	raw, peer := tcpPair(t)
 	var w waits
 	dialed := time.Now()
-	c := delays{FirstWrite: 150 * time.Millisecond}.wrap(raw, dialed, w.wait)
+	c := delays{FirstWrite: 150 * time.Millisecond}.Wrap(raw, dialed, w.wait)
 	for range 3 {
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatal(err)
@@ -146,7 +146,7 @@ func TestDelaysFirstWriteWaitsOnceFromTheDial(t *testing.T) {
 func TestDelaysSecondFlightWaitsAfterTheFirstRead(t *testing.T) {
 	raw, peer := tcpPair(t)
 	var w waits
-	c := delays{SecondFlight: 150 * time.Millisecond}.wrap(raw, time.Now(), w.wait)
+	c := delays{SecondFlight: 150 * time.Millisecond}.Wrap(raw, time.Now(), w.wait)
 	write(t, c, "hello") // the first flight: not delayed
 	readN(t, peer, 5)
 	write(t, peer, "server flight")
@@ -162,7 +162,7 @@ func TestDelaysSecondFlightWaitsAfterTheFirstRead(t *testing.T) {
 func TestDelaysEveryWrite(t *testing.T) {
 	raw, peer := tcpPair(t)
 	var w waits
-	c := delays{EveryWrite: 50 * time.Millisecond}.wrap(raw, time.Now(), w.wait)
+	c := delays{EveryWrite: 50 * time.Millisecond}.Wrap(raw, time.Now(), w.wait)
 	for range 3 {
 		write(t, c, "x")
 	}
@@ -174,7 +174,7 @@ func TestDelaysEveryWrite(t *testing.T) {
 
 func TestDelayedWriteEndsWhenTheConnectionCloses(t *testing.T) {
 	raw, _ := tcpPair(t)
-	c := delays{FirstWrite: time.Hour}.wrap(raw, time.Now(), nil)
+	c := delays{FirstWrite: time.Hour}.Wrap(raw, time.Now(), nil)
 	wrote := make(chan error, 1)
 	go func() {
 		_, err := c.Write([]byte("x"))

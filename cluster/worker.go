@@ -17,6 +17,7 @@ import (
 
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/softlimit"
+	"github.com/memdrain/memdrain/internal/tick"
 )
 
 // workerEnv marks a worker process and carries its spec from the master.
@@ -269,36 +270,10 @@ func drainOnSignal(c *drain.Controller) (stop func()) {
 
 // reportStats sends the worker's figures to the master every interval.
 func (w *Worker) reportStats() (stop func()) {
-	return every(w.spec.StatsInterval, func() bool {
+	return tick.Every(w.spec.StatsInterval, func() bool {
 		w.ctrl.send(message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load(), Counts: w.counting.Load()})
 		return true
 	})
-}
-
-// every calls tick once an interval in a goroutine of its own, until tick
-// returns false or stop is called; stop returns once the goroutine has.
-func every(interval time.Duration, tick func() (again bool)) (stop func()) {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		ticker := time.NewTicker(interval)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ticker.C:
-				if !tick() {
-					return
-				}
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		<-stopped
-	}
 }
 
 // inherited opens descriptor fd, which the master handed over, with open

@@ -125,18 +125,8 @@ func Run(ctx context.Context, cfg Config) Result {
 		transport.Protocols = new(http.Protocols)
 		transport.Protocols.SetHTTP1(true)
 	}
-	if cfg.SecondFlight > 0 || cfg.FirstWrite > 0 || cfg.EveryWrite > 0 {
-		dial := transport.DialContext
-		transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return &lateConn{
-				Conn: conn, dialed: time.Now(), closed: make(chan struct{}),
-				firstWrite: cfg.FirstWrite, secondFlight: cfg.SecondFlight, everyWrite: cfg.EveryWrite,
-			}, nil
-		}
+	if d := (Delays{FirstWrite: cfg.FirstWrite, SecondFlight: cfg.SecondFlight, EveryWrite: cfg.EveryWrite}); d != (Delays{}) {
+		transport.DialContext = d.Dialer(transport.DialContext)
 	}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: cfg.Timeout}

@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
+
+	"github.com/memdrain/memdrain/internal/tick"
 )
 
 // DefaultRatio is the soft limit's default share of the recycle limit.
@@ -48,29 +50,17 @@ func Start(limit, recycleAt int64) (stop func(), set bool) {
 		return func() {}, false
 	}
 	before := debug.SetMemoryLimit(limit)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		ticker := time.NewTicker(every)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ticker.C:
-			}
-			metrics.Read(live)
-			if live[0].Value.Kind() == metrics.KindUint64 && float64(live[0].Value.Uint64()) >= raiseAt*float64(limit) {
-				debug.SetMemoryLimit(recycleAt)
-				return
-			}
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	stopWatch := tick.Every(every, func() bool {
+		metrics.Read(live)
+		if live[0].Value.Kind() == metrics.KindUint64 && float64(live[0].Value.Uint64()) >= raiseAt*float64(limit) {
+			debug.SetMemoryLimit(recycleAt)
+			return false
 		}
-	}()
+		return true
+	})
 	return func() {
-		close(done)
-		<-stopped
+		stopWatch()
 		debug.SetMemoryLimit(before)
 	}, true
 }
