@@ -827,9 +827,9 @@ func TestStatusReportsWhatEachWorkerServed(t *testing.T) {
 func TestAnAgedWorkerWaitingForItsReplacementDoesNotSpinTheMaster(t *testing.T) {
 	now := time.Now()
 	s := &slot{}
-	old := &proc{slot: s, pid: 1, state: StateServing, retireAt: now.Add(-time.Second), sampleAt: now.Add(time.Hour)}
+	old := &proc{slot: s, pid: 1, handoffs: newHandoffQueue(), state: StateServing, retireAt: now.Add(-time.Second), sampleAt: now.Add(time.Hour)}
 	s.current = old
-	s.next = &proc{slot: s, pid: 2, state: StateStarting} // its replacement is starting
+	s.next = &proc{slot: s, pid: 2, handoffs: newHandoffQueue(), state: StateStarting} // its replacement is starting
 	m := &master{
 		cfg:        Config{CheckInterval: time.Second, Sampler: drain.SamplerFunc(func(int) (uint64, error) { return 1, nil })}.withDefaults(),
 		procs:      map[int]*proc{1: old, 2: s.next},

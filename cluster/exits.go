@@ -17,7 +17,6 @@ import (
 
 func (m *master) onExit(p *proc, err error) {
 	delete(m.procs, p.pid)
-	p.handoffs.close()
 	p.readyWait.Stop()
 	if p.killWait != nil {
 		p.killWait.Stop()
@@ -51,7 +50,7 @@ func (m *master) onExit(p *proc, err error) {
 		m.noteCrash(s, p.started)
 	case s.current == p:
 		s.current = nil
-		m.unqueue(s) // its replacement, if queued, is moot: a respawn follows
+		m.dequeue(s) // its replacement, if queued, is moot: a respawn follows
 		m.accident(s, p.started)
 	}
 }
@@ -65,12 +64,6 @@ func (m *master) forget(p *proc) {
 	if s.next == p {
 		s.next = nil
 	}
-}
-
-// unqueue takes s out of the replacement queue, if it waits there.
-func (m *master) unqueue(s *slot) {
-	s.queued = 0
-	m.queue = slices.DeleteFunc(m.queue, func(q *slot) bool { return q == s })
 }
 
 // accident records a crash that left slot s without a worker and schedules
@@ -205,7 +198,6 @@ func (m *master) killAll() {
 		switch ev := (<-m.events).(type) {
 		case evExit:
 			delete(m.procs, ev.p.pid)
-			ev.p.handoffs.close()
 		case evHandoff:
 			ev.conn.file.Close()
 		}

@@ -254,8 +254,8 @@ func TestACrashCancelsAPendingRetry(t *testing.T) {
 	s := &slot{id: 0, backoff: time.Hour}
 	m.slots = []*slot{s}
 	now := time.Now()
-	old := &proc{slot: s, pid: 1, state: StateServing, started: now, readyAt: now, readyWait: time.NewTimer(time.Hour)}
-	next := &proc{slot: s, pid: 2, state: StateStarting, started: now, replaces: old, reason: drain.Memory, readyWait: time.NewTimer(time.Hour)}
+	old := &proc{slot: s, pid: 1, handoffs: newHandoffQueue(), state: StateServing, started: now, readyAt: now, readyWait: time.NewTimer(time.Hour)}
+	next := &proc{slot: s, pid: 2, handoffs: newHandoffQueue(), state: StateStarting, started: now, replaces: old, reason: drain.Memory, readyWait: time.NewTimer(time.Hour)}
 	s.current, s.next = old, next
 	m.procs[1], m.procs[2] = old, next
 
@@ -327,7 +327,7 @@ func TestAWorkerThatCannotBeToldToDrainGetsTheSignalTheLogNames(t *testing.T) {
 	workerEnd.Close() // the worker's end is gone: the drain message cannot be sent
 	defer conn.Close()
 	s := &slot{}
-	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateServing, readyWait: time.NewTimer(time.Hour)}
+	p := &proc{slot: s, pid: cmd.Process.Pid, handoffs: newHandoffQueue(), cmd: cmd, state: StateServing, readyWait: time.NewTimer(time.Hour)}
 	p.ctrl = newLink(conn, time.Second, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
 	defer p.ctrl.close()
 	s.current = p
@@ -364,7 +364,7 @@ func TestAWorkerReadyDuringAShutdownIsDrainedForTheShutdownsReason(t *testing.T)
 	defer conn.Close()
 	defer workerEnd.Close()
 	s := &slot{}
-	p := &proc{slot: s, pid: 1, ctrl: newLink(conn, time.Second, func(message, error) {}), state: StateStarting, started: time.Now(), readyWait: time.NewTimer(time.Hour)}
+	p := &proc{slot: s, pid: 1, handoffs: newHandoffQueue(), ctrl: newLink(conn, time.Second, func(message, error) {}), state: StateStarting, started: time.Now(), readyWait: time.NewTimer(time.Hour)}
 	defer p.ctrl.close()
 	s.current = p
 	m.procs[1] = p

@@ -129,7 +129,7 @@ func openHandoffs(n int) (out *handoffOut, listeners []*handoffListener, closeAl
 		closeListeners()
 		// Nothing queued for this worker is lost: stop the receiver,
 		// then send back what it had not read.
-		unix.SetReadDeadline(time.Unix(1, 0))
+		unix.SetReadDeadline(aLongTimeAgo)
 		<-received
 		unix.SetReadDeadline(time.Time{})
 		returnQueued(unix, listeners)
@@ -148,15 +148,10 @@ func receiveHandoffs(in *net.UnixConn, listeners []*handoffListener) {
 		if err != nil {
 			return
 		}
-		index := int(pc.payload[0])
-		conn, err := connpass.FromFile(pc.file, pc.payload[1:])
-		if err != nil || index >= len(listeners) {
-			if conn != nil {
-				conn.Close()
-			}
+		ln, conn := accepting(listeners, pc)
+		if conn == nil {
 			continue
 		}
-		ln := listeners[index]
 		if err := ln.Inject(conn); errors.Is(err, connpass.ErrClosed) {
 			ln.returnConn(conn)
 		}
@@ -167,17 +162,26 @@ func receiveHandoffs(in *net.UnixConn, listeners []*handoffListener) {
 // is about to exit, back to the master for another worker.
 func returnQueued(in *net.UnixConn, listeners []*handoffListener) {
 	for _, pc := range receiveQueued(in) {
-		index := int(pc.payload[0])
-		conn, err := connpass.FromFile(pc.file, pc.payload[1:])
-		if err != nil {
-			continue
+		if ln, conn := accepting(listeners, pc); conn != nil {
+			ln.returnConn(conn)
 		}
-		if index >= len(listeners) {
-			conn.Close()
-			continue
-		}
-		listeners[index].returnConn(conn)
 	}
+}
+
+// accepting turns a connection the master passed into a net.Conn, with the
+// listener of its index. It returns a nil conn, and closes what it got,
+// for one that cannot be served.
+func accepting(listeners []*handoffListener, pc passedConn) (*handoffListener, net.Conn) {
+	index := int(pc.payload[0])
+	conn, err := connpass.FromFile(pc.file, pc.payload[1:])
+	if err != nil {
+		return nil, nil
+	}
+	if index >= len(listeners) {
+		conn.Close()
+		return nil, nil
+	}
+	return listeners[index], conn
 }
 
 // returnConn sends a connection this worker can no longer serve back to the
@@ -321,9 +325,6 @@ func newHandoffQueue() *handoffQueue {
 // push queues pc, and reports false if the queue is closed: pc is still
 // the caller's.
 func (q *handoffQueue) push(pc passedConn) bool {
-	if q == nil {
-		return false // a unit test's worker
-	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
@@ -343,9 +344,6 @@ func (q *handoffQueue) poke() {
 }
 
 func (q *handoffQueue) isClosed() bool {
-	if q == nil {
-		return true
-	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.closed
@@ -353,9 +351,6 @@ func (q *handoffQueue) isClosed() bool {
 
 // takeAll returns the connections not yet written, for another worker.
 func (q *handoffQueue) takeAll() []passedConn {
-	if q == nil {
-		return nil
-	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	conns := q.conns
@@ -365,9 +360,6 @@ func (q *handoffQueue) takeAll() []passedConn {
 
 // close refuses further connections; those queued stay for stop.
 func (q *handoffQueue) close() {
-	if q == nil {
-		return // a unit test's worker
-	}
 	q.mu.Lock()
 	q.closed = true
 	q.mu.Unlock()

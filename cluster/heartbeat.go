@@ -3,7 +3,6 @@ package cluster
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
@@ -139,8 +138,6 @@ func (m *master) hung(p *proc, err error) {
 		s.next.replaces = nil // its replacement takes the slot once ready, with nothing to drain
 		return
 	}
-	// A replacement queued for p is moot: the new worker replaces it.
-	s.queued = 0
-	m.queue = slices.DeleteFunc(m.queue, func(q *slot) bool { return q == s })
+	m.dequeue(s) // a replacement queued for p is moot: the new worker replaces it
 	m.spawn(s, nil, 0)
 }
