@@ -57,8 +57,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish ends a request's unit of work, after it returned or panicked.
 func (h *handler) finish(cw http.ResponseWriter) {
-	finished(cw)
-	releaseWriter(cw)
+	finishWriter(cw)
 	h.c.Release()
 }
 

@@ -89,7 +89,7 @@ var (
 )
 
 // wrapWriter returns w wrapped for c. The wrapper goes back to its pool
-// with releaseWriter once the handler has returned.
+// with finishWriter once the handler has returned.
 func wrapWriter(w http.ResponseWriter, c *Controller) http.ResponseWriter {
 	switch w.(type) {
 	case http.Hijacker:
@@ -106,29 +106,22 @@ func wrapWriter(w http.ResponseWriter, c *Controller) http.ResponseWriter {
 	return cw
 }
 
-// finished marks the response of a handler that returned without writing
-// anything: net/http writes its header after the handler, so this is the
-// last moment to add "Connection: close".
-func finished(w http.ResponseWriter) {
+// finishWriter is called once the handler has returned. It marks the
+// response of a handler that wrote nothing (net/http writes its header
+// after the handler, so this is the last moment to add "Connection:
+// close"), then puts the wrapper back in its pool.
+func finishWriter(w http.ResponseWriter) {
 	switch cw := w.(type) {
 	case *http1Writer:
 		cw.mark()
-	case *http2Writer:
-		cw.mark()
-	case *closingWriter:
-		cw.mark()
-	}
-}
-
-func releaseWriter(w http.ResponseWriter) {
-	switch cw := w.(type) {
-	case *http1Writer:
 		cw.closingWriter = closingWriter{}
 		http1Writers.Put(cw)
 	case *http2Writer:
+		cw.mark()
 		cw.closingWriter = closingWriter{}
 		http2Writers.Put(cw)
 	case *closingWriter:
+		cw.mark()
 		*cw = closingWriter{}
 		otherWriters.Put(cw)
 	}
