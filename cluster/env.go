@@ -57,9 +57,9 @@ var envVars = []envVar{
 	},
 	workersVar("MEMDRAIN_WORKERS", ""),
 	workersVar("CPU_COUNT", "MEMDRAIN_WORKERS"),
-	memoryVar("MEMDRAIN_MAX_MEMORY", "MaxMemory", func(c *Config) *uint64 { return &c.MaxMemory }, "no limit"),
-	memoryVar("MEMDRAIN_HARD_MEMORY", "HardMemory", func(c *Config) *uint64 { return &c.HardMemory }, "the default, MaxMemory × 1.25"),
-	memoryVar("MEMDRAIN_TOTAL_MEMORY", "TotalMemory", func(c *Config) *uint64 { return &c.TotalMemory }, "no budget"),
+	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "MaxMemory", func(c *Config) *uint64 { return &c.MaxMemory }, "no limit", drain.ParseMemoryLimit),
+	envvar.SizeVar("MEMDRAIN_HARD_MEMORY", "HardMemory", func(c *Config) *uint64 { return &c.HardMemory }, "the default, MaxMemory × 1.25", drain.ParseMemoryLimit),
+	envvar.SizeVar("MEMDRAIN_TOTAL_MEMORY", "TotalMemory", func(c *Config) *uint64 { return &c.TotalMemory }, "no budget", drain.ParseMemoryLimit),
 	{
 		Name:     "MEMDRAIN_SAMPLER",
 		Field:    "Sampler",
@@ -67,48 +67,35 @@ var envVars = []envVar{
 		Example:  "uss",
 		Set:      setSampler,
 	},
-	durationVar("MEMDRAIN_CHECK_INTERVAL", "CheckInterval", func(c *Config) *time.Duration { return &c.CheckInterval },
+	envvar.DurationVar("MEMDRAIN_CHECK_INTERVAL", "CheckInterval", func(c *Config) *time.Duration { return &c.CheckInterval },
 		"ms", byDefault(defaultCheckInterval)),
-	{
-		Name:     "CHECK_INTERVAL",
-		Field:    "CheckInterval",
-		YieldsTo: "MEMDRAIN_CHECK_INTERVAL",
-		Accepted: fmt.Sprintf("a whole number of milliseconds (Node's convention) or a Go duration such as %q, ≥ 0 (0 = %s)",
-			"250ms", byDefault(defaultCheckInterval)),
-		Example: "250",
-		Set:     setCheckIntervalMillis,
-	},
-	countVar("MEMDRAIN_CONSECUTIVE", "Consecutive", func(c *Config) *int { return &c.Consecutive }, byDefault(defaultConsecutive)),
-	{
-		Name:  "MEMDRAIN_SOFT_LIMIT",
-		Field: "SoftLimitRatio",
-		Accepted: fmt.Sprintf("a fraction of MEMDRAIN_MAX_MEMORY in (0, 1] such as %q, or %q for no soft limit (unset = %s)",
-			"0.8", "off", byDefault(defaultSoftLimitRatio)),
-		Example: "0.75",
-		Set:     setSoftLimit,
-	},
-	countVar("MEMDRAIN_MAX_REQUESTS", "MaxRequests", func(c *Config) *int { return &c.MaxRequests }, "off"),
-	countVar("MEMDRAIN_MAX_REQUESTS_JITTER", "MaxRequestsJitter", func(c *Config) *int { return &c.MaxRequestsJitter }, "none"),
-	durationVar("MEMDRAIN_MAX_AGE", "MaxAge", func(c *Config) *time.Duration { return &c.MaxAge }, "s", "off"),
-	durationVar("MEMDRAIN_MAX_AGE_JITTER", "MaxAgeJitter", func(c *Config) *time.Duration { return &c.MaxAgeJitter }, "s", "none"),
-	durationVar("MEMDRAIN_READY_TIMEOUT", "ReadyTimeout", func(c *Config) *time.Duration { return &c.ReadyTimeout },
+	envvar.MillisVar("CHECK_INTERVAL", "MEMDRAIN_CHECK_INTERVAL", "CheckInterval", func(c *Config) *time.Duration { return &c.CheckInterval },
+		byDefault(defaultCheckInterval)),
+	envvar.CountVar("MEMDRAIN_CONSECUTIVE", "Consecutive", func(c *Config) *int { return &c.Consecutive }, byDefault(defaultConsecutive)),
+	envvar.SoftLimitVar("MEMDRAIN_SOFT_LIMIT", "SoftLimitRatio", func(c *Config) *float64 { return &c.SoftLimitRatio },
+		byDefault(defaultSoftLimitRatio)),
+	envvar.CountVar("MEMDRAIN_MAX_REQUESTS", "MaxRequests", func(c *Config) *int { return &c.MaxRequests }, "off"),
+	envvar.CountVar("MEMDRAIN_MAX_REQUESTS_JITTER", "MaxRequestsJitter", func(c *Config) *int { return &c.MaxRequestsJitter }, "none"),
+	envvar.DurationVar("MEMDRAIN_MAX_AGE", "MaxAge", func(c *Config) *time.Duration { return &c.MaxAge }, "s", "off"),
+	envvar.DurationVar("MEMDRAIN_MAX_AGE_JITTER", "MaxAgeJitter", func(c *Config) *time.Duration { return &c.MaxAgeJitter }, "s", "none"),
+	envvar.DurationVar("MEMDRAIN_READY_TIMEOUT", "ReadyTimeout", func(c *Config) *time.Duration { return &c.ReadyTimeout },
 		"s", byDefault(defaultReadyTimeout)),
-	durationVar("MEMDRAIN_DRAIN_TIMEOUT", "DrainTimeout", func(c *Config) *time.Duration { return &c.DrainTimeout },
+	envvar.DurationVar("MEMDRAIN_DRAIN_TIMEOUT", "DrainTimeout", func(c *Config) *time.Duration { return &c.DrainTimeout },
 		"s", byDefault(defaultDrainTimeout)),
-	durationVar("MEMDRAIN_KILL_GRACE", "KillGrace", func(c *Config) *time.Duration { return &c.KillGrace },
+	envvar.DurationVar("MEMDRAIN_KILL_GRACE", "KillGrace", func(c *Config) *time.Duration { return &c.KillGrace },
 		"s", byDefault(defaultKillGrace)),
-	durationVar("MEMDRAIN_HEARTBEAT_TIMEOUT", "HeartbeatTimeout", func(c *Config) *time.Duration { return &c.HeartbeatTimeout },
+	envvar.DurationVar("MEMDRAIN_HEARTBEAT_TIMEOUT", "HeartbeatTimeout", func(c *Config) *time.Duration { return &c.HeartbeatTimeout },
 		"s", heartbeatDefault),
-	countVar("MEMDRAIN_MAX_REPLACEMENTS", "MaxReplacements", func(c *Config) *int { return &c.MaxReplacements },
+	envvar.CountVar("MEMDRAIN_MAX_REPLACEMENTS", "MaxReplacements", func(c *Config) *int { return &c.MaxReplacements },
 		byDefault(defaultMaxReplacements)),
-	durationVar("MEMDRAIN_BACKOFF_MIN", "BackoffMin", func(c *Config) *time.Duration { return &c.BackoffMin },
+	envvar.DurationVar("MEMDRAIN_BACKOFF_MIN", "BackoffMin", func(c *Config) *time.Duration { return &c.BackoffMin },
 		"ms", byDefault(defaultBackoffMin)),
-	durationVar("MEMDRAIN_BACKOFF_MAX", "BackoffMax", func(c *Config) *time.Duration { return &c.BackoffMax },
+	envvar.DurationVar("MEMDRAIN_BACKOFF_MAX", "BackoffMax", func(c *Config) *time.Duration { return &c.BackoffMax },
 		"s", byDefault(defaultBackoffMax)),
-	durationVar("MEMDRAIN_STABLE_AFTER", "StableAfter", func(c *Config) *time.Duration { return &c.StableAfter },
+	envvar.DurationVar("MEMDRAIN_STABLE_AFTER", "StableAfter", func(c *Config) *time.Duration { return &c.StableAfter },
 		"s", byDefault(defaultStableAfter)),
-	countVar("MEMDRAIN_CRASH_LIMIT", "CrashLimit", func(c *Config) *int { return &c.CrashLimit }, byDefault(defaultCrashLimit)),
-	durationVar("MEMDRAIN_CRASH_WINDOW", "CrashWindow", func(c *Config) *time.Duration { return &c.CrashWindow },
+	envvar.CountVar("MEMDRAIN_CRASH_LIMIT", "CrashLimit", func(c *Config) *int { return &c.CrashLimit }, byDefault(defaultCrashLimit)),
+	envvar.DurationVar("MEMDRAIN_CRASH_WINDOW", "CrashWindow", func(c *Config) *time.Duration { return &c.CrashWindow },
 		"s", byDefault(defaultCrashWindow)),
 }
 
@@ -146,40 +133,6 @@ func workersVar(name, yieldsTo string) envVar {
 	}
 }
 
-func countVar(name, field string, dst func(*Config) *int, zero string) envVar {
-	return envVar{
-		Name:     name,
-		Field:    field,
-		Accepted: fmt.Sprintf("a whole number ≥ 0 (0 = %s)", zero),
-		Example:  "7",
-		Set: func(c *Config, v string) (string, bool) {
-			n, problem, ok := envvar.Count(v)
-			if ok {
-				*dst(c) = n
-			}
-			return problem, ok
-		},
-	}
-}
-
-func memoryVar(name, field string, dst func(*Config) *uint64, zero string) envVar {
-	return envVar{
-		Name:  name,
-		Field: field,
-		Accepted: fmt.Sprintf("a size such as %q, %q or %q, at least 1Mi, or 0 for %s",
-			"400Mi", "1.5Gi", "512MB", zero),
-		Example: "1.5Gi",
-		Set: func(c *Config, v string) (string, bool) {
-			n, err := drain.ParseMemoryLimit(v)
-			if err != nil {
-				return err.Error(), false
-			}
-			*dst(c) = n
-			return "", true
-		},
-	}
-}
-
 func setSampler(c *Config, v string) (string, bool) {
 	if strings.EqualFold(v, "go") {
 		return `the "go" sampler measures only the process that calls it, and the master measures its workers`, false
@@ -190,36 +143,4 @@ func setSampler(c *Config, v string) (string, bool) {
 	}
 	c.Sampler = s
 	return "", true
-}
-
-func durationVar(name, field string, dst func(*Config) *time.Duration, hintUnit, zero string) envVar {
-	return envVar{
-		Name:     name,
-		Field:    field,
-		Accepted: fmt.Sprintf("a Go duration such as %q or %q, ≥ 0 (0 = %s)", "30s", "250ms", zero),
-		Example:  "1m30s",
-		Set: func(c *Config, v string) (string, bool) {
-			d, problem, ok := envvar.Duration(v, hintUnit)
-			if ok {
-				*dst(c) = d
-			}
-			return problem, ok
-		},
-	}
-}
-
-func setCheckIntervalMillis(c *Config, v string) (string, bool) {
-	d, problem, ok := envvar.Millis(v)
-	if ok {
-		c.CheckInterval = d
-	}
-	return problem, ok
-}
-
-func setSoftLimit(c *Config, v string) (string, bool) {
-	r, problem, ok := envvar.SoftLimit(v)
-	if ok {
-		c.SoftLimitRatio = r
-	}
-	return problem, ok
 }

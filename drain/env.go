@@ -3,6 +3,7 @@ package drain
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/memdrain/memdrain/internal/envvar"
 )
@@ -38,35 +39,13 @@ func ConfigFromEnv(base Config) (Config, error) {
 	return envvar.Read("drain", base, configVars, os.LookupEnv)
 }
 
-var configVars = []envvar.Var[Config]{{
-	Name:     "MEMDRAIN_DRAIN_TIMEOUT",
-	Field:    "Timeout",
-	Accepted: fmt.Sprintf("a Go duration such as %q or %q, ≥ 0 (0 = the default %v)", "30s", "250ms", DefaultTimeout),
-	Example:  "25s",
-	Set: func(c *Config, v string) (string, bool) {
-		d, problem, ok := envvar.Duration(v, "s")
-		if ok {
-			c.Timeout = d
-		}
-		return problem, ok
-	},
-}}
+var configVars = []envvar.Var[Config]{
+	envvar.DurationVar("MEMDRAIN_DRAIN_TIMEOUT", "Timeout", func(c *Config) *time.Duration { return &c.Timeout },
+		"s", fmt.Sprintf("the default %v", DefaultTimeout)),
+}
 
 var optionsVars = []envvar.Var[Options]{
-	{
-		Name:     "MEMDRAIN_MAX_MEMORY",
-		Field:    "Watch.Limit",
-		Accepted: fmt.Sprintf("a size such as %q, %q or %q, at least 1Mi, or 0 for no limit", "400Mi", "1.5Gi", "512MB"),
-		Example:  "1.5Gi",
-		Set: func(o *Options, v string) (string, bool) {
-			n, err := ParseMemoryLimit(v)
-			if err != nil {
-				return err.Error(), false
-			}
-			o.Watch.Limit = n
-			return "", true
-		},
-	},
+	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "Watch.Limit", func(o *Options) *uint64 { return &o.Watch.Limit }, "no limit", ParseMemoryLimit),
 	{
 		Name:     "MEMDRAIN_SAMPLER",
 		Field:    "Watch.Sampler",
@@ -81,57 +60,10 @@ var optionsVars = []envvar.Var[Options]{
 			return "", true
 		},
 	},
-	{
-		Name:     "MEMDRAIN_CHECK_INTERVAL",
-		Field:    "Watch.Interval",
-		Accepted: fmt.Sprintf("a Go duration such as %q or %q, ≥ 0 (0 = the default 1s)", "30s", "250ms"),
-		Example:  "250ms",
-		Set: func(o *Options, v string) (string, bool) {
-			d, problem, ok := envvar.Duration(v, "ms")
-			if ok {
-				o.Watch.Interval = d
-			}
-			return problem, ok
-		},
-	},
-	{
-		Name:     "CHECK_INTERVAL",
-		Field:    "Watch.Interval",
-		YieldsTo: "MEMDRAIN_CHECK_INTERVAL",
-		Accepted: fmt.Sprintf("a whole number of milliseconds (Node's convention) or a Go duration such as %q, ≥ 0 (0 = the default 1s)", "250ms"),
-		Example:  "250",
-		Set: func(o *Options, v string) (string, bool) {
-			d, problem, ok := envvar.Millis(v)
-			if ok {
-				o.Watch.Interval = d
-			}
-			return problem, ok
-		},
-	},
-	{
-		Name:     "MEMDRAIN_CONSECUTIVE",
-		Field:    "Watch.Consecutive",
-		Accepted: "a whole number ≥ 0 (0 = the default 1)",
-		Example:  "2",
-		Set: func(o *Options, v string) (string, bool) {
-			n, problem, ok := envvar.Count(v)
-			if ok {
-				o.Watch.Consecutive = n
-			}
-			return problem, ok
-		},
-	},
-	{
-		Name:     "MEMDRAIN_SOFT_LIMIT",
-		Field:    "SoftLimitRatio",
-		Accepted: fmt.Sprintf("a fraction of MEMDRAIN_MAX_MEMORY in (0, 1] such as %q, or %q for no soft limit (unset = the default 0.9)", "0.8", "off"),
-		Example:  "0.75",
-		Set: func(o *Options, v string) (string, bool) {
-			r, problem, ok := envvar.SoftLimit(v)
-			if ok {
-				o.SoftLimitRatio = r
-			}
-			return problem, ok
-		},
-	},
+	envvar.DurationVar("MEMDRAIN_CHECK_INTERVAL", "Watch.Interval", func(o *Options) *time.Duration { return &o.Watch.Interval },
+		"ms", "the default 1s"),
+	envvar.MillisVar("CHECK_INTERVAL", "MEMDRAIN_CHECK_INTERVAL", "Watch.Interval", func(o *Options) *time.Duration { return &o.Watch.Interval },
+		"the default 1s"),
+	envvar.CountVar("MEMDRAIN_CONSECUTIVE", "Watch.Consecutive", func(o *Options) *int { return &o.Watch.Consecutive }, "the default 1"),
+	envvar.SoftLimitVar("MEMDRAIN_SOFT_LIMIT", "SoftLimitRatio", func(o *Options) *float64 { return &o.SoftLimitRatio }, "the default 0.9"),
 }
