@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // Part 5: the cost of supervision. The example's master with 1 to 64 idle
@@ -146,12 +146,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (p *scalePart) print(w io.Writer) {
 	c := p.Config
 	fmt.Fprintf(w, "\n5. Cost of supervision: the master with idle workers under a %s limit, sampled every %v, measured over %v\n",
-		drain.FormatSize(c.Limit), c.CheckInterval, c.Measure)
+		memory.FormatSize(c.Limit), c.CheckInterval, c.Measure)
 	t := &table{}
 	t.row("workers", "master CPU per interval", "per worker", "of a core", "master RSS", "all ready after")
 	for _, r := range p.Rows {
 		t.row(fmt.Sprint(r.Workers), fmt.Sprintf("%.0f µs", r.CPUPerIntervalUs), fmt.Sprintf("%.1f µs", r.PerWorkerUs),
-			fmt.Sprintf("%.3f%%", r.CPUPercent), drain.FormatSize(r.RSSBytes), fmt.Sprintf("%.1f s", r.ReadySeconds))
+			fmt.Sprintf("%.3f%%", r.CPUPercent), memory.FormatSize(r.RSSBytes), fmt.Sprintf("%.1f s", r.ReadySeconds))
 	}
 	t.write(w)
 }

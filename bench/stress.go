@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // The stress part runs the scenarios of issue 7 against the example: a
@@ -191,7 +191,7 @@ func (p *stressPart) print(w io.Writer) {
 	for _, r := range p.Rows {
 		rss := "—"
 		if r.LimitBytes > 0 && r.MaxRSSRatio > 0 {
-			rss = fmt.Sprintf("%.2f× of %s", r.MaxRSSRatio, drain.FormatSize(r.LimitBytes))
+			rss = fmt.Sprintf("%.2f× of %s", r.MaxRSSRatio, memory.FormatSize(r.LimitBytes))
 		}
 		result := "FAIL"
 		if r.Pass {

@@ -36,7 +36,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // A Cluster is a configured cluster, on either side: New it, then Run it.
@@ -86,7 +86,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	cfg = cfg.withDefaults()
 	if !IsWorker() && (cfg.MaxMemory > 0 || cfg.TotalMemory > 0) {
-		available, source, err := drain.AvailableMemory()
+		available, source, err := memory.AvailableMemory()
 		if err != nil {
 			cfg.Logger.Warn("could not tell how much memory this process may use; MaxMemory not checked", "err", err)
 		} else if err := cfg.checkMemoryFits(available, source); err != nil {
@@ -199,7 +199,7 @@ func (c *Cluster) runMaster() error {
 	}
 	defer m.spawner.stop()
 	m.log.Info("master started", "workers", c.cfg.Workers, "listen", strings.Join(addrs, ","),
-		"max_memory", drain.FormatSize(c.cfg.MaxMemory))
+		"max_memory", memory.FormatSize(c.cfg.MaxMemory))
 	stopForwarding := c.forwardSignals(m)
 	defer stopForwarding()
 	c.running.Store(m)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -831,7 +832,7 @@ func TestAnAgedWorkerWaitingForItsReplacementDoesNotSpinTheMaster(t *testing.T) 
 	s.current = old
 	s.next = &proc{slot: s, pid: 2, handoffs: newHandoffQueue(), state: StateStarting} // its replacement is starting
 	m := &master{
-		cfg:        Config{CheckInterval: time.Second, Sampler: drain.SamplerFunc(func(int) (uint64, error) { return 1, nil })}.withDefaults(),
+		cfg:        Config{CheckInterval: time.Second, Sampler: memory.SamplerFunc(func(int) (uint64, error) { return 1, nil })}.withDefaults(),
 		procs:      map[int]*proc{1: old, 2: s.next},
 		sampleNext: time.NewTimer(time.Hour),
 	}
@@ -892,7 +893,7 @@ func TestStatusIsNilWhenTheMasterIsNotRunning(t *testing.T) {
 // limit makes the worker raise it to the recycle limit, rather than collect
 // in vain until it is recycled.
 func TestTheSoftLimitRisesOnceTheLiveHeapReachesIt(t *testing.T) {
-	never := drain.SamplerFunc(func(int) (uint64, error) { return 1, nil }) // keep the worker: this test watches its soft limit
+	never := memory.SamplerFunc(func(int) (uint64, error) { return 1, nil }) // keep the worker: this test watches its soft limit
 	h := startCluster(t, Config{Workers: 1, MaxMemory: 100 << 20, Sampler: never}, behaveNormally)
 	h.waitReady(1)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}

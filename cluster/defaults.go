@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/envvar"
 	"github.com/memdrain/memdrain/internal/softlimit"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // The defaults that replace Config's zero fields. The field documentation in
@@ -37,7 +37,7 @@ const (
 	defaultCrashWindow     = 60 * time.Second
 	// HardMemory defaults to MaxMemory × 1.25 (hardMemoryDefault).
 	// Workers defaults to runtime.GOMAXPROCS(0), which is not a constant.
-	// Sampler defaults to drain.RSS and Logger to slog.Default().
+	// Sampler defaults to memory.RSS and Logger to slog.Default().
 )
 
 // HeartbeatTimeout defaults to heartbeatChecks × CheckInterval, and to no
@@ -59,7 +59,7 @@ const (
 	maxWorkers = 1024
 	// minMemory is the smallest MaxMemory or TotalMemory: no Go server
 	// runs in less, so a smaller value is a missing unit (as in
-	// drain.ParseMemoryLimit).
+	// memory.ParseMemoryLimit).
 	minMemory = 1 << 20
 	// minDuration is the smallest non-zero duration. Anything shorter is
 	// an untyped constant that lost its unit (ReadyTimeout: 30 is 30ns),
@@ -82,7 +82,7 @@ func (c Config) withDefaults() Config {
 		c.Workers = runtime.GOMAXPROCS(0)
 	}
 	if c.Sampler == nil {
-		c.Sampler = drain.RSS
+		c.Sampler = memory.RSS
 	}
 	if c.HardMemory == 0 {
 		c.HardMemory = hardMemoryDefault(c.MaxMemory)
@@ -147,7 +147,7 @@ func setDefault[T int | float64 | time.Duration](p *T, def T) {
 // MaxMemory, a HardMemory below MaxMemory or without it, a listen address that is empty, has no port or no unix socket
 // path, the same address twice, Listen together with Listeners (one would
 // be ignored), a listener that cannot be shared with a worker process, and
-// drain.GoRuntime as Sampler (it measures only the process that calls it,
+// memory.GoRuntime as Sampler (it measures only the process that calls it,
 // and the master measures its workers).
 //
 // It also rejects a HeartbeatTimeout under 100 ms, which would kill
@@ -202,26 +202,26 @@ func (c Config) Validate() error {
 		}
 		// v is bytes; what was meant was almost certainly v MiB.
 		bad(field, fmt.Sprintf("%d (bytes)", v), "0 for %s, or at least 1MiB (%d); did you mean %d << 20 (%s)?",
-			zero, minMemory, v, drain.FormatSize(v<<20))
+			zero, minMemory, v, memory.FormatSize(v<<20))
 	}
 	checkMemory("MaxMemory", c.MaxMemory, "no limit")
 	checkMemory("TotalMemory", c.TotalMemory, "no budget")
 	switch {
 	case c.HardMemory != 0 && c.MaxMemory == 0:
-		bad("HardMemory", drain.FormatSize(c.HardMemory),
+		bad("HardMemory", memory.FormatSize(c.HardMemory),
 			"0 while MaxMemory is 0 (no limit): HardMemory is a ceiling above MaxMemory, for a worker whose replacement is not ready yet")
 	case c.HardMemory != 0 && c.HardMemory < c.MaxMemory:
-		bad("HardMemory", drain.FormatSize(c.HardMemory), "0 for the default (MaxMemory × 1.25, %s here), or at least MaxMemory (%s)",
-			drain.FormatSize(hardMemoryDefault(c.MaxMemory)), drain.FormatSize(c.MaxMemory))
+		bad("HardMemory", memory.FormatSize(c.HardMemory), "0 for the default (MaxMemory × 1.25, %s here), or at least MaxMemory (%s)",
+			memory.FormatSize(hardMemoryDefault(c.MaxMemory)), memory.FormatSize(c.MaxMemory))
 	}
 	if c.TotalMemory >= minMemory && c.MaxMemory >= minMemory && c.TotalMemory < c.MaxMemory {
-		bad("TotalMemory", drain.FormatSize(c.TotalMemory),
+		bad("TotalMemory", memory.FormatSize(c.TotalMemory),
 			"0 for no budget, or at least MaxMemory (%s): a budget below it is passed by a single worker before MaxMemory ever is",
-			drain.FormatSize(c.MaxMemory))
+			memory.FormatSize(c.MaxMemory))
 	}
-	if c.Sampler == drain.GoRuntime {
-		bad("Sampler", "drain.GoRuntime",
-			"drain.RSS, drain.USS, or a Sampler that measures another process: drain.GoRuntime measures only the process that calls it, and the master measures its workers")
+	if c.Sampler == memory.GoRuntime {
+		bad("Sampler", "memory.GoRuntime",
+			"memory.RSS, memory.Anon, or a Sampler that measures another process: memory.GoRuntime measures only the process that calls it, and the master measures its workers")
 	}
 
 	count := func(field string, v int, zero string) {
@@ -238,10 +238,10 @@ func (c Config) Validate() error {
 		}
 	}
 	duration("CheckInterval", c.CheckInterval, byDefault(defaultCheckInterval))
-	if c.CheckInterval >= minDuration && c.CheckInterval < drain.MinCheckInterval {
+	if c.CheckInterval >= minDuration && c.CheckInterval < memory.MinCheckInterval {
 		// Sampling every worker this often would cost more than it tells:
 		// the Meter already samples a worker near its limit every 10 ms.
-		bad("CheckInterval", c.CheckInterval, "0 for %s, or at least %v", byDefault(defaultCheckInterval), drain.MinCheckInterval)
+		bad("CheckInterval", c.CheckInterval, "0 for %s, or at least %v", byDefault(defaultCheckInterval), memory.MinCheckInterval)
 	}
 	count("Consecutive", c.Consecutive, byDefault(defaultConsecutive))
 	if r := c.SoftLimitRatio; math.IsNaN(r) || r > 1 {
@@ -357,7 +357,7 @@ func checkAddr(addr string) string {
 
 // checkMemoryFits reports an error if the workers may together need more
 // memory than available, the bytes this process may use according to
-// source (both as returned by drain.AvailableMemory). c may be given with
+// source (both as returned by memory.AvailableMemory). c may be given with
 // or without its defaults.
 //
 // During a hand-over a replacement runs beside the worker it replaces, so
@@ -395,7 +395,7 @@ func (c Config) checkMemoryFits(available uint64, source string) error {
 	need, avail := formatPair(perWorker, available)
 	total := "= " + need
 	if saturated {
-		total, avail = "overflows 64 bits", drain.FormatSize(available)
+		total, avail = "overflows 64 bits", memory.FormatSize(available)
 	}
 	plural := func(n uint64, word string) string {
 		if n == 1 {
@@ -408,7 +408,7 @@ func (c Config) checkMemoryFits(available uint64, source string) error {
 		lower = "MaxMemory, Workers or MaxReplacements"
 	}
 	return fmt.Errorf("cluster: %s + %s × MaxMemory %s %s, more than the %s this process may use (%s); lower %s, or set a TotalMemory budget that fits",
-		plural(uint64(max(d.Workers, 0)), "worker"), plural(replacements, "replacement"), drain.FormatSize(d.MaxMemory),
+		plural(uint64(max(d.Workers, 0)), "worker"), plural(replacements, "replacement"), memory.FormatSize(d.MaxMemory),
 		total, avail, source, lower)
 }
 
@@ -416,7 +416,7 @@ func (c Config) checkMemoryFits(available uint64, source string) error {
 // available, adding the exact bytes when rounding would print them alike
 // ("16GiB, more than the 16GiB").
 func formatPair(need, available uint64) (string, string) {
-	n, a := drain.FormatSize(need), drain.FormatSize(available)
+	n, a := memory.FormatSize(need), memory.FormatSize(available)
 	if n == a {
 		return fmt.Sprintf("%s (%d bytes)", n, need), fmt.Sprintf("%s (%d bytes)", a, available)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -226,15 +227,15 @@ func newSampleLog() *sampleLog {
 	return &sampleLog{times: map[int][]time.Time{}, reached: make(chan struct{})}
 }
 
-func (l *sampleLog) sampler() drain.Sampler {
-	return drain.SamplerFunc(func(pid int) (uint64, error) {
+func (l *sampleLog) sampler() memory.Sampler {
+	return memory.SamplerFunc(func(pid int) (uint64, error) {
 		l.mu.Lock()
 		l.times[pid] = append(l.times[pid], time.Now())
 		if pid == l.watched && len(l.times[pid]) == l.want {
 			close(l.reached)
 		}
 		l.mu.Unlock()
-		return drain.RSS.Sample(pid)
+		return memory.RSS.Sample(pid)
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // master is the supervisor. One goroutine, loop, owns all of its state;
@@ -77,10 +78,10 @@ type proc struct {
 	drainAt     time.Time
 	replaces    *proc // the process this one is to replace, until it is ready
 	reason      drain.Reason
-	meter       drain.Meter
-	ceiling     drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
-	sampleAt    time.Time   // when memory is next due to be sampled
-	samples     int         // memory samples taken so far
+	meter       memory.Meter
+	ceiling     memory.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
+	sampleAt    time.Time    // when memory is next due to be sampled
+	samples     int          // memory samples taken so far
 	memory      uint64
 	inFlight    int
 	handedTo    int // connections handed to it since its last stats
@@ -233,7 +234,7 @@ func (m *master) emit(e Event) {
 		attrs = append(attrs, "reason", e.Reason.String())
 	}
 	if e.Memory != 0 {
-		attrs = append(attrs, "memory", drain.FormatSize(e.Memory))
+		attrs = append(attrs, "memory", memory.FormatSize(e.Memory))
 	}
 	if e.Duration != 0 {
 		attrs = append(attrs, "duration", e.Duration)

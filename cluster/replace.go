@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // Replacing a worker: fork first. The replacement is spawned beside the old
@@ -106,7 +107,7 @@ func (m *master) pump() {
 		if reason == 0 || old == nil || old.state != StateServing || s.next != nil {
 			continue // stale: the slot's worker changed since it was queued
 		}
-		m.log.Info("replacing worker", "worker", s.id, "pid", old.pid, "reason", reason.String(), "memory", drain.FormatSize(old.memory))
+		m.log.Info("replacing worker", "worker", s.id, "pid", old.pid, "reason", reason.String(), "memory", memory.FormatSize(old.memory))
 		m.spawn(s, old, reason)
 	}
 }

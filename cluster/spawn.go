@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 
 	"github.com/memdrain/memdrain/internal/softlimit"
 )
@@ -123,8 +124,8 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateStarting, started: time.Now(), reloads: m.reloads,
 		handoff: handoff.(*net.UnixConn), handoffPeer: peer.(*net.UnixConn), handoffs: newHandoffQueue(), received: make(chan struct{})}
 	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
-	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
-	p.ceiling = drain.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
+	p.meter = memory.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
+	p.ceiling = memory.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
 	if m.cfg.MaxAge > 0 {
 		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
 	}

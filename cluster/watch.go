@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // sample takes the memory samples that are due, and starts the
@@ -117,11 +118,11 @@ func (m *master) bornTooBig(p *proc) {
 	s.tooBig++
 	delay := m.tooBigBackoff(s.tooBig)
 	problem := fmt.Sprintf("worker uses %s right after starting, over MaxMemory %s: the limit is below what the program needs",
-		drain.FormatSize(p.memory), drain.FormatSize(m.cfg.MaxMemory))
+		memory.FormatSize(p.memory), memory.FormatSize(m.cfg.MaxMemory))
 	if s.tooBig >= giveUpTooBig && m.tooBigBackoff(s.tooBig-giveUpTooBig+1) >= m.cfg.BackoffMax {
 		m.emit(Event{Kind: ConfigProblem, Worker: s.id, Pid: p.pid, Reason: drain.Memory, Memory: p.memory, Err: errors.New(problem + "; giving up")})
 		err := fmt.Errorf("cluster: gave up: worker %d used %s when it became ready, over MaxMemory %s, as did the %d before it in its slot with the backoff at BackoffMax (%v): the limit is below what the program needs; raise MaxMemory",
-			s.id, drain.FormatSize(p.memory), drain.FormatSize(m.cfg.MaxMemory), giveUpTooBig-1, m.cfg.BackoffMax)
+			s.id, memory.FormatSize(p.memory), memory.FormatSize(m.cfg.MaxMemory), giveUpTooBig-1, m.cfg.BackoffMax)
 		m.emit(Event{Kind: GiveUp, Worker: s.id, Pid: p.pid, Memory: p.memory, Err: err})
 		m.shutdown(err)
 		return
@@ -154,12 +155,12 @@ func (m *master) tooBigBackoff(n int) time.Duration {
 // for its turn.
 func (m *master) hardLimit(p *proc) {
 	s := p.slot
-	ceiling := "HardMemory " + drain.FormatSize(p.ceiling.Limit)
+	ceiling := "HardMemory " + memory.FormatSize(p.ceiling.Limit)
 	if p.ceiling.Limit != m.cfg.HardMemory {
-		ceiling = fmt.Sprintf("its ceiling %s (over MaxMemory when ready, it may use as much more than it did then as HardMemory is above MaxMemory)", drain.FormatSize(p.ceiling.Limit))
+		ceiling = fmt.Sprintf("its ceiling %s (over MaxMemory when ready, it may use as much more than it did then as HardMemory is above MaxMemory)", memory.FormatSize(p.ceiling.Limit))
 	}
 	err := fmt.Errorf("worker uses %s, past %s, before its replacement serves: drained now; its slot serves again once a replacement is ready",
-		drain.FormatSize(p.memory), ceiling)
+		memory.FormatSize(p.memory), ceiling)
 	m.emit(Event{Kind: HardLimit, Worker: s.id, Pid: p.pid, Reason: drain.Memory, Memory: p.memory, Err: err})
 	m.drainProc(p, drain.Memory)
 	if s.next != nil || s.retry != nil {
@@ -193,7 +194,7 @@ func (m *master) checkBudget() {
 		return
 	}
 	m.log.Warn("total memory over budget; replacing the largest worker",
-		"total", drain.FormatSize(total), "budget", drain.FormatSize(m.cfg.TotalMemory), "worker", largest.slot.id, "pid", largest.pid)
+		"total", memory.FormatSize(total), "budget", memory.FormatSize(m.cfg.TotalMemory), "worker", largest.slot.id, "pid", largest.pid)
 	if m.enqueue(largest, drain.Memory) {
 		m.emit(Event{Kind: OverLimit, Worker: largest.slot.id, Pid: largest.pid, Reason: drain.Memory, Memory: largest.memory})
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/gate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -75,7 +76,7 @@ func TestARequestThatWinsTheRaceWithAClaimIsServedHere(t *testing.T) {
 // handler that writes nothing still answers "Connection: close".
 func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T) {
 	ln := listen(t)
-	g := newGate()
+	g := gate.New()
 	mux := http.NewServeMux()
 	mux.Handle("/hold", g)
 	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
@@ -85,7 +86,7 @@ func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T
 		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String()+"/hold")
 		held <- err
 	}()
-	g.waitArrivals(t, 1)
+	g.WaitArrivals(t, 1, waitLimit)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer conn.Close()
@@ -93,7 +94,7 @@ func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T
 	s.c.Start(Manual)
 	resp := roundTrip(t, conn, "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
 	assert.True(t, resp.Close, "the empty response carries Connection: close")
-	close(g.open)
+	close(g.Open)
 	require.NoError(t, <-held)
 }
 

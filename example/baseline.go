@@ -11,6 +11,7 @@ import (
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/leaky"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // The -baseline mode is "the usual approach" that the benchmark harness
@@ -46,7 +47,7 @@ func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, even
 	}
 	w.Ready()
 
-	// The watch reuses drain.Watch's pacing (the same Meter the master
+	// The watch reuses memory.Watch's pacing (the same Meter the master
 	// uses for memdrain's workers), so both approaches see a crossing
 	// equally soon; only what happens next differs.
 	over, err := drain.New(drain.Config{Logger: w.Logger})
@@ -55,7 +56,7 @@ func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, even
 	}
 	ctx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	go drain.Watch{Limit: limit, Interval: interval, Logger: w.Logger}.Run(ctx, over)
+	go memory.Watch{Limit: limit, Interval: interval, Logger: w.Logger}.Run(ctx, over)
 
 	var why drain.Reason
 	select {
@@ -67,7 +68,7 @@ func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, even
 		return fmt.Errorf("serving: %w", err)
 	}
 	if why == drain.Memory && events != nil {
-		memory, _ := drain.RSS.Sample(os.Getpid())
+		memory, _ := memory.RSS.Sample(os.Getpid())
 		now := time.Now()
 		events.write(jsonEvent{Time: now, Kind: "over-limit", Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), Memory: memory})
 		events.write(jsonEvent{Time: now, Kind: "draining", Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), Memory: memory})

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/memdrain/memdrain/cluster"
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // config returns the cluster's Config. Each setting comes from its flag if
@@ -16,7 +16,7 @@ import (
 // no flag here), else from the flag's default. Bad values, of flags or
 // variables, are errors naming them.
 func (o options) config() (cluster.Config, error) {
-	limit, err := drain.ParseMemoryLimit(o.maxMemory)
+	limit, err := memory.ParseMemoryLimit(o.maxMemory)
 	if err != nil {
 		return cluster.Config{}, fmt.Errorf("-max-memory: %w", err)
 	}

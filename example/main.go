@@ -41,9 +41,9 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/cluster"
-	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/leaky"
 	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/memdrain/memdrain/memory"
 )
 
 type options struct {
@@ -136,7 +136,7 @@ func run(o options) error {
 		})
 	}
 	if !o.eventsJSON {
-		fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", cfg.Workers, addr, drain.FormatSize(limit))
+		fmt.Printf("memdrain example: %d workers on http://%s, recycled at %s; Ctrl-C to stop\n", cfg.Workers, addr, memory.FormatSize(limit))
 	}
 	ctx, stopLoad := context.WithCancel(context.Background())
 	defer stopLoad()

@@ -1,9 +1,9 @@
-package drain
+package memory
 
 import (
+	"bytes"
 	"fmt"
 	"math"
-	"math/big"
 	"math/bits"
 	"strconv"
 	"strings"
@@ -14,45 +14,6 @@ import (
 const acceptedSizes = "accepted: a number of bytes, or a number followed by " +
 	"k, M, G, T (powers of 1000), Ki, Mi, Gi, Ti (powers of 1024), " +
 	"or KB, MB, GB, TB, KiB, MiB, GiB, TiB"
-
-// bareUnits are the Kubernetes quantity suffixes. They are matched
-// case-sensitively, as Kubernetes does, because there the case carries
-// meaning: "m" is milli, not mega. "K" is not a Kubernetes suffix but is
-// accepted as a synonym of "k" because nothing else could be meant by it.
-var bareUnits = map[string]uint64{
-	"":   1,
-	"k":  1e3,
-	"K":  1e3,
-	"M":  1e6,
-	"G":  1e9,
-	"T":  1e12,
-	"Ki": 1 << 10,
-	"Mi": 1 << 20,
-	"Gi": 1 << 30,
-	"Ti": 1 << 40,
-}
-
-// byteUnits are the spellings ending in B. They are matched without regard to
-// case: a trailing B can only mean bytes in a memory size, so "mb" and "Mb" are
-// unambiguous typos for MB, and refusing them would only annoy.
-var byteUnits = map[string]uint64{
-	"b":   1,
-	"kb":  1e3,
-	"mb":  1e6,
-	"gb":  1e9,
-	"tb":  1e12,
-	"kib": 1 << 10,
-	"mib": 1 << 20,
-	"gib": 1 << 30,
-	"tib": 1 << 40,
-}
-
-// maxFractionDigits bounds the fraction kept for exact arithmetic. The
-// largest multiplier is 2^40 < 10^13, so digits past the 40th move the result
-// by far less than one byte; only whether any of them is non-zero matters,
-// for rounding up. The bound keeps a pathological input from costing more
-// than a few big.Int operations on small numbers.
-const maxFractionDigits = 40
 
 // ParseSize parses a size in bytes written the way Kubernetes writes resource
 // quantities, plus the common byte spellings:
@@ -79,155 +40,101 @@ func ParseSize(s string) (uint64, error) {
 	fail := func(format string, args ...any) (uint64, error) {
 		return 0, fmt.Errorf("size %q: %s; %s", s, fmt.Sprintf(format, args...), acceptedSizes)
 	}
-
 	t := strings.TrimSpace(s)
-	if t == "" {
+	num := t[:len(t)-len(strings.TrimLeft(t, "0123456789."))]
+	unit := strings.TrimSpace(t[len(num):])
+	switch lower := strings.ToLower(t); {
+	case t == "":
 		return fail("empty")
-	}
-
-	// Split off the number: digits with at most one decimal point.
-	end, dots, digits := 0, 0, 0
-	for end < len(t) {
-		c := t[end]
-		if c == '.' {
-			dots++
-		} else if c >= '0' && c <= '9' {
-			digits++
-		} else {
-			break
-		}
-		end++
-	}
-	num, unit := t[:end], strings.TrimSpace(t[end:])
-
-	if digits == 0 {
-		switch {
-		case t[0] == '-':
-			return fail("negative")
-		case t[0] == '+':
-			return fail("a size has no sign")
-		case isNaNOrInf(t):
-			return fail("not a finite number")
-		case num == "":
-			return fail("no number")
-		default:
-			return fail("no digits in number %q", num)
-		}
-	}
-	if dots > 1 {
+	case strings.Trim(num, ".") == "" && t[0] == '-':
+		return fail("negative")
+	case strings.Trim(num, ".") == "" && t[0] == '+':
+		return fail("a size has no sign")
+	case lower == "nan" || lower == "inf" || lower == "infinity":
+		return fail("not a finite number")
+	case num == "":
+		return fail("no number")
+	case strings.Trim(num, ".") == "":
+		return fail("no digits in number %q", num)
+	case strings.Count(num, ".") > 1:
 		return fail("more than one decimal point in %q", num)
-	}
-	if unit != "" && (unit[0] == 'e' || unit[0] == 'E') && len(unit) > 1 &&
-		strings.ContainsAny(unit[1:2], "0123456789+-") {
+	case len(unit) > 1 && (unit[0] == 'e' || unit[0] == 'E') && strings.ContainsAny(unit[1:2], "0123456789+-"):
 		return fail("exponent notation is not accepted; write the unit instead, e.g. \"1G\" for 1e9")
 	}
-
-	mult, ok := unitMultiplier(unit)
-	if !ok {
-		switch {
-		case unit == "m":
-			// In Kubernetes "400m" is 0.4 bytes; nobody means that for memory.
-			return fail("unit %q means milli (1/1000) in Kubernetes; write \"M\" (10^6) or \"Mi\" (2^20)", unit)
-		case unit[0] == '-' || unit[0] == '+':
-			return fail("unexpected sign in %q", unit)
-		default:
-			if hint := caseHint(unit); hint != "" {
-				return fail("unknown unit %q (units are case-sensitive, as in Kubernetes: did you mean %q?)", unit, hint)
-			}
-			return fail("unknown unit %q", unit)
-		}
+	base, power, ok := parseUnit(unit)
+	switch {
+	case ok:
+	case unit == "m":
+		return fail("unit %q means milli (1/1000) in Kubernetes; write \"M\" (10^6) or \"Mi\" (2^20)", unit)
+	case unit[0] == '-' || unit[0] == '+':
+		return fail("unexpected sign in %q", unit)
+	case len(unit) <= 2 && strings.Contains("kmgt", strings.ToLower(unit[:1])) && (len(unit) == 1 || strings.ToLower(unit[1:]) == "i"):
+		// A bare unit in the wrong case: "g", "mi", "KI".
+		hint := strings.ToUpper(unit[:1]) + strings.ToLower(unit[1:])
+		return fail("unknown unit %q (units are case-sensitive, as in Kubernetes: did you mean %q?)", unit, hint)
+	default:
+		return fail("unknown unit %q", unit)
 	}
-
-	v, ok := scale(num, mult)
+	v, ok := scale(num, base, power)
 	if !ok {
 		return fail("more than the largest size, %d bytes", uint64(math.MaxUint64))
 	}
 	return v, nil
 }
 
-// unitMultiplier returns the number of bytes in one unit.
-func unitMultiplier(unit string) (uint64, bool) {
-	if m, ok := bareUnits[unit]; ok {
-		return m, true
+// parseUnit returns a unit's multiplier as base^power. The Kubernetes
+// suffixes (k, M, G, T, Ki, Mi, Gi, Ti) are case-sensitive, because there
+// the case carries meaning: "m" is milli, not mega; "K" is accepted beside
+// "k" because nothing else could be meant by it. The spellings ending in B
+// are accepted in any case: a trailing B can only mean bytes, so "mb" is an
+// unambiguous typo for MB.
+func parseUnit(unit string) (base uint64, power int, ok bool) {
+	p, isBytes := strings.CutSuffix(strings.ToLower(unit), "b")
+	bare := unit == "" || unit == "k" || (len(unit) <= 2 && strings.Contains("KMGT", unit[:1]) && (len(unit) == 1 || unit[1:] == "i"))
+	if !isBytes && !bare {
+		return 0, 0, false
 	}
-	if len(unit) > 0 && (unit[len(unit)-1] == 'b' || unit[len(unit)-1] == 'B') {
-		m, ok := byteUnits[strings.ToLower(unit)]
-		return m, ok
+	base = 1000
+	if q, ok := strings.CutSuffix(p, "i"); ok && len(q) == 1 {
+		base, p = 1024, q
 	}
-	return 0, false
+	if p == "" {
+		return base, 0, true
+	}
+	i := strings.Index("kmgt", p)
+	return base, i + 1, len(p) == 1 && i >= 0
 }
 
-// caseHint returns the bare unit that unit would be if it were spelled with
-// the right case, or "" if there is none.
-func caseHint(unit string) string {
-	for u := range bareUnits {
-		if u != "" && u != "K" && strings.EqualFold(u, unit) {
-			return u
-		}
-	}
-	return ""
-}
-
-func isNaNOrInf(s string) bool {
-	switch strings.ToLower(s) {
-	case "nan", "inf", "infinity":
-		return true
-	}
-	return false
-}
-
-// scale returns ceil(num × mult), where num is a non-negative decimal with at
-// most one point and at least one digit. It reports false if the result does
-// not fit in a uint64.
-func scale(num string, mult uint64) (uint64, bool) {
-	intPart, frac, _ := strings.Cut(num, ".")
-	intPart = strings.TrimLeft(intPart, "0")
-	frac = strings.TrimRight(frac, "0")
-
-	// A uint64 has 20 digits at most; longer is an overflow whatever the unit,
-	// and checking here keeps big.Int away from absurdly long inputs.
-	if len(intPart) > 20 {
+// scale returns num × base^power, rounded up to a whole byte, and false if
+// that does not fit in a uint64. It is exact at any length of fraction: each
+// multiplication by base moves the whole part of fraction × base, computed
+// digit by digit, into the result, and any fraction left rounds up.
+func scale(num string, base uint64, power int) (uint64, bool) {
+	whole, frac, _ := strings.Cut(num, ".")
+	v, err := strconv.ParseUint("0"+whole, 10, 64)
+	if err != nil {
 		return 0, false
 	}
-	var whole uint64
-	if intPart != "" {
-		w, err := strconv.ParseUint(intPart, 10, 64)
-		if err != nil {
+	digits := bytes.TrimRight([]byte(frac), "0")
+	for range power {
+		hi, lo := bits.Mul64(v, base)
+		var carry, overflow uint64
+		for i := len(digits) - 1; i >= 0; i-- {
+			d := uint64(digits[i]-'0')*base + carry
+			digits[i], carry = byte(d%10)+'0', d/10
+		}
+		if v, overflow = bits.Add64(lo, carry, 0); hi != 0 || overflow != 0 {
 			return 0, false
 		}
-		whole = w
+		digits = bytes.TrimRight(digits, "0")
 	}
-	hi, lo := bits.Mul64(whole, mult)
-	if hi != 0 {
-		return 0, false
+	if len(digits) > 0 {
+		if v == math.MaxUint64 {
+			return 0, false
+		}
+		v++
 	}
-	if frac == "" {
-		return lo, true
-	}
-
-	// The fraction is below 1, so its share is below mult: exact big.Int
-	// arithmetic on at most maxFractionDigits digits is cheap.
-	sticky := false
-	if len(frac) > maxFractionDigits {
-		sticky = strings.Trim(frac[maxFractionDigits:], "0") != ""
-		frac = frac[:maxFractionDigits]
-	}
-	f, ok := new(big.Int).SetString(frac, 10)
-	if !ok {
-		return 0, false
-	}
-	f.Mul(f, new(big.Int).SetUint64(mult))
-	den := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(len(frac))), nil)
-	q, r := new(big.Int).QuoRem(f, den, new(big.Int))
-	part := q.Uint64() // q < mult, so it fits
-	if r.Sign() != 0 || sticky {
-		part++
-	}
-	sum, carry := bits.Add64(lo, part, 0)
-	if carry != 0 {
-		return 0, false
-	}
-	return sum, true
+	return v, true
 }
 
 // binaryUnits are FormatSize's units. They stop at TiB because ParseSize
@@ -289,10 +196,9 @@ func roundTenths(b, unit uint64) uint64 {
 // tenthsFit reports whether ceil(tenths × unit / 10), what ParseSize makes of
 // FormatSize's output, fits in a uint64.
 func tenthsFit(tenths, unit uint64) bool {
-	v := new(big.Int).Mul(new(big.Int).SetUint64(tenths), new(big.Int).SetUint64(unit))
-	v.Add(v, big.NewInt(9))
-	v.Quo(v, big.NewInt(10))
-	return v.IsUint64()
+	hi, lo := bits.Mul64(tenths, unit)
+	_, carry := bits.Add64(lo, 9, 0)
+	return hi+carry < 10
 }
 
 // minMemoryLimit is the smallest memory limit ParseMemoryLimit accepts. No Go

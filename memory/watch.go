@@ -1,4 +1,4 @@
-package drain
+package memory
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/memdrain/memdrain/drain"
 )
 
 // A Watch samples one process's memory and starts a drain with reason
@@ -33,13 +35,13 @@ type Watch struct {
 // accepts.
 func (w Watch) Validate() error {
 	if w.Limit == 0 {
-		return errors.New("drain: Watch.Limit is 0; accepted: a positive number of bytes")
+		return errors.New("memory: Watch.Limit is 0; accepted: a positive number of bytes")
 	}
 	if w.Interval < 0 {
-		return fmt.Errorf("drain: Watch.Interval is %v; accepted: a positive duration, or zero for 1s", w.Interval)
+		return fmt.Errorf("memory: Watch.Interval is %v; accepted: a positive duration, or zero for 1s", w.Interval)
 	}
 	if w.Consecutive < 0 {
-		return fmt.Errorf("drain: Watch.Consecutive is %d; accepted: a positive count, or zero for 1", w.Consecutive)
+		return fmt.Errorf("memory: Watch.Consecutive is %d; accepted: a positive count, or zero for 1", w.Consecutive)
 	}
 	return nil
 }
@@ -48,9 +50,9 @@ func (w Watch) Validate() error {
 // ctx ends, and returns nil then. A failed sample is logged and skipped:
 // it never starts a drain. Run returns Validate's error at once if the
 // Watch is misconfigured.
-func (w Watch) Run(ctx context.Context, c *Controller) error {
+func (w Watch) Run(ctx context.Context, c *drain.Controller) error {
 	if c == nil {
-		return errors.New("drain: Watch.Run needs a *Controller, got nil")
+		return errors.New("memory: Watch.Run needs a *drain.Controller, got nil")
 	}
 	if err := w.Validate(); err != nil {
 		return err
@@ -88,7 +90,7 @@ func (w Watch) Run(ctx context.Context, c *Controller) error {
 			over, next = meter.Observe(time.Now(), bytes)
 			if over {
 				log.Warn("memory limit passed; draining", "pid", pid, "memory", FormatSize(bytes), "limit", FormatSize(w.Limit))
-				c.Start(Memory)
+				c.Start(drain.Memory)
 				return nil
 			}
 		}

@@ -1,4 +1,4 @@
-package drain
+package standalone
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -20,7 +21,7 @@ import (
 func softLimitSeen(t *testing.T, opts Options) (during, after int64) {
 	t.Helper()
 	opts.Listener, opts.Logger, opts.Signals = listen(t), quiet, []os.Signal{}
-	opts.Watch.Sampler = SamplerFunc(func(int) (uint64, error) { return 1 << 20, nil }) // never over the limit
+	opts.Watch.Sampler = memory.SamplerFunc(func(int) (uint64, error) { return 1 << 20, nil }) // never over the limit
 	c := newController(t, time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -57,13 +58,13 @@ func noGOMEMLIMIT(t *testing.T) {
 func TestListenAndServeSetsTheGoSoftLimitBelowTheWatchLimit(t *testing.T) {
 	noGOMEMLIMIT(t)
 	before := debug.SetMemoryLimit(-1)
-	during, after := softLimitSeen(t, Options{Watch: Watch{Limit: 1 << 30}})
+	during, after := softLimitSeen(t, Options{Watch: memory.Watch{Limit: 1 << 30}})
 	assert.Equal(t, int64(1<<30*9/10), during, "90 % of Watch.Limit, as in a cluster worker")
 	assert.Equal(t, before, after, "put back when ListenAndServe returns")
 
-	during, _ = softLimitSeen(t, Options{Watch: Watch{Limit: 1 << 30}, SoftLimitRatio: 0.5})
+	during, _ = softLimitSeen(t, Options{Watch: memory.Watch{Limit: 1 << 30}, SoftLimitRatio: 0.5})
 	assert.Equal(t, int64(1<<29), during, "SoftLimitRatio")
-	during, _ = softLimitSeen(t, Options{Watch: Watch{Limit: 1 << 30}, SoftLimitRatio: -1})
+	during, _ = softLimitSeen(t, Options{Watch: memory.Watch{Limit: 1 << 30}, SoftLimitRatio: -1})
 	assert.Equal(t, before, during, "a negative SoftLimitRatio sets none")
 	during, _ = softLimitSeen(t, Options{})
 	assert.Equal(t, before, during, "no Watch.Limit, no soft limit")
@@ -72,14 +73,14 @@ func TestListenAndServeSetsTheGoSoftLimitBelowTheWatchLimit(t *testing.T) {
 func TestListenAndServeLeavesTheSoftLimitToGOMEMLIMIT(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "50MiB") // read by the runtime at start only: the limit stays what it was
 	before := debug.SetMemoryLimit(-1)
-	during, _ := softLimitSeen(t, Options{Watch: Watch{Limit: 1 << 30}})
+	during, _ := softLimitSeen(t, Options{Watch: memory.Watch{Limit: 1 << 30}})
 	assert.Equal(t, before, during, "GOMEMLIMIT wins")
 }
 
 func TestListenAndServeRejectsABadSoftLimitRatio(t *testing.T) {
 	c := newController(t, time.Minute)
 	_, err := ListenAndServe(context.Background(), &http.Server{}, c,
-		Options{Listener: listen(t), Logger: quiet, Signals: []os.Signal{}, Watch: Watch{Limit: 1 << 30}, SoftLimitRatio: 1.5})
+		Options{Listener: listen(t), Logger: quiet, Signals: []os.Signal{}, Watch: memory.Watch{Limit: 1 << 30}, SoftLimitRatio: 1.5})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Options.SoftLimitRatio is 1.5")
 	assert.Contains(t, err.Error(), "accepted:")

@@ -1,4 +1,4 @@
-package drain
+package standalone
 
 import (
 	"bufio"
@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/gate"
+	"github.com/memdrain/memdrain/internal/logbuf"
+	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -37,7 +41,7 @@ func TestListenAndServeChild(t *testing.T) {
 			os.Exit(2)
 		}
 		fmt.Println(ln.Addr().String())
-		c, _ := New(Config{Logger: quiet})
+		c, _ := drain.New(drain.Config{Logger: quiet})
 		res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("child")}, c,
 			Options{Listener: ln, Logger: quiet, Signals: []os.Signal{}})
 		// Only a handled signal gets here: SIGTERM's default action ends
@@ -107,8 +111,8 @@ func TestListenAndServeWithNoSignalsLeavesThemAlone(t *testing.T) {
 func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 	ln := listen(t)
 	c := newController(t, time.Minute)
-	g := newGate()
-	defer close(g.open)
+	g := gate.New()
+	defer close(g.Open)
 	done := make(chan served, 1)
 	go func() {
 		res, err := ListenAndServe(context.Background(), &http.Server{Handler: g}, c, Options{Listener: ln, Logger: quiet})
@@ -119,7 +123,7 @@ func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 		held <- err
 	}()
-	g.waitArrivals(t, 1)
+	g.WaitArrivals(t, 1, waitLimit)
 
 	self, err := os.FindProcess(os.Getpid())
 	require.NoError(t, err)
@@ -131,7 +135,7 @@ func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 	select {
 	case got := <-done:
 		require.NoError(t, got.err)
-		assert.Equal(t, Signal, got.res.Reason)
+		assert.Equal(t, drain.Signal, got.res.Reason)
 		assert.True(t, got.res.DeadlineExceeded, "the drain was cut short")
 		assert.Equal(t, 1, got.res.Abandoned)
 	case <-time.After(waitLimit):
@@ -157,7 +161,7 @@ func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 	ln, probeLn := listen(t), listen(t)
 	probeAddr := probeLn.Addr().String()
 	c := newController(t, time.Minute)
-	g := newGate()
+	g := gate.New()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan served, 1)
@@ -181,7 +185,7 @@ func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
 		held <- err
 	}()
-	g.waitArrivals(t, 1)
+	g.WaitArrivals(t, 1, waitLimit)
 	cancel()
 	waitClosed(t, c.Draining(), "the drain")
 
@@ -192,12 +196,12 @@ func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 	assert.Equal(t, http.StatusOK, status, "alive while draining")
 	assert.False(t, isClosed(c.Done()), "the held request was in flight during the probes")
 
-	close(g.open)
+	close(g.Open)
 	require.NoError(t, <-held)
 	select {
 	case got := <-done:
 		require.NoError(t, got.err)
-		assert.Equal(t, Manual, got.res.Reason)
+		assert.Equal(t, drain.Manual, got.res.Reason)
 		assert.False(t, got.res.DeadlineExceeded)
 	case <-time.After(waitLimit):
 		t.Fatal("ListenAndServe did not return after the drain")
@@ -219,16 +223,16 @@ func TestListenAndServeRejectsABadProbeAddr(t *testing.T) {
 // TestListenAndServeLogsMemoryAsASize: the crossing is logged in the same
 // format as the cluster's (memory=5MiB), not as a raw byte count.
 func TestListenAndServeLogsMemoryAsASize(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	c := newController(t, time.Minute)
 	var samples atomic.Uint64
-	grows := SamplerFunc(func(int) (uint64, error) { return samples.Add(1) << 20, nil })
+	grows := memory.SamplerFunc(func(int) (uint64, error) { return samples.Add(1) << 20, nil })
 	opts := Options{Listener: listen(t), Logger: log, Signals: []os.Signal{},
-		Watch: Watch{Limit: 5 << 20, Sampler: grows, Interval: time.Millisecond}}
+		Watch: memory.Watch{Limit: 5 << 20, Sampler: grows, Interval: time.Millisecond}}
 	res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("x")}, c, opts)
 	require.NoError(t, err)
-	require.Equal(t, Memory, res.Reason)
+	require.Equal(t, drain.Memory, res.Reason)
 	out := logs.String()
 	assert.Contains(t, out, "memory limit passed")
 	assert.Contains(t, out, "memory=5MiB")
@@ -241,13 +245,13 @@ func TestListenAndServeLogsMemoryAsASize(t *testing.T) {
 // :8081/livez stays 200 through it, and the exit code tells the platform
 // whether the process drained on its own.
 func ExampleListenAndServe() {
-	c, err := New(Config{Timeout: 25 * time.Second}) // below terminationGracePeriodSeconds
+	c, err := drain.New(drain.Config{Timeout: 25 * time.Second}) // below terminationGracePeriodSeconds
 	if err != nil {
 		panic(err)
 	}
 	srv := &http.Server{Addr: ":8080", Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
 	res, err := ListenAndServe(context.Background(), srv, c, Options{
-		Watch:     Watch{Limit: 400 << 20},
+		Watch:     memory.Watch{Limit: 400 << 20},
 		ProbeAddr: ":8081",
 	})
 	if err != nil {
@@ -263,9 +267,9 @@ func ExampleListenAndServe() {
 func TestListenAndServeCountsSignalsWhateverStartedTheDrain(t *testing.T) {
 	ln := listen(t)
 	c := newController(t, time.Minute)
-	logs := &logBuffer{}
-	g := newGate()
-	defer close(g.open)
+	logs := &logbuf.Buffer{}
+	g := gate.New()
+	defer close(g.Open)
 	done := make(chan served, 1)
 	go func() {
 		res, err := ListenAndServe(context.Background(), &http.Server{Handler: g}, c,
@@ -277,8 +281,8 @@ func TestListenAndServeCountsSignalsWhateverStartedTheDrain(t *testing.T) {
 		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 		held <- err
 	}()
-	g.waitArrivals(t, 1)
-	c.Start(Memory)
+	g.WaitArrivals(t, 1, waitLimit)
+	c.Start(drain.Memory)
 
 	self, err := os.FindProcess(os.Getpid())
 	require.NoError(t, err)
@@ -291,7 +295,7 @@ func TestListenAndServeCountsSignalsWhateverStartedTheDrain(t *testing.T) {
 	select {
 	case got := <-done:
 		require.NoError(t, got.err)
-		assert.Equal(t, Memory, got.res.Reason)
+		assert.Equal(t, drain.Memory, got.res.Reason)
 		assert.True(t, got.res.DeadlineExceeded)
 		assert.Equal(t, 1, got.res.Abandoned)
 	case <-time.After(waitLimit):

@@ -1,4 +1,4 @@
-package drain
+package standalone
 
 import (
 	"context"
@@ -12,32 +12,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/softlimit"
+	"github.com/memdrain/memdrain/memory"
 )
-
-// ExitMemory is the exit code a program should use after a drain that its
-// own limits started (memory, requests, age): 75, EX_TEMPFAIL, "try again".
-// It is non-zero so that systemd's Restart=on-failure restarts the process;
-// Kubernetes restarts a Deployment's container whatever the code.
-const ExitMemory = 75
-
-// ExitCode returns the exit code a standalone program should end with after
-// this drain: 0 when it was asked to stop (a signal, the program itself, a
-// supervisor, a reload), ExitMemory when its own limits started it.
-func (r Result) ExitCode() int {
-	switch r.Reason {
-	case Memory, Requests, Age:
-		return ExitMemory
-	}
-	return 0
-}
 
 // Options configures ListenAndServe. The zero value serves until SIGTERM or
 // SIGINT with no memory limit and no probe server.
 type Options struct {
 	// Watch, when its Limit is set, samples this process's memory and
 	// drains when it passes the limit. Watch.Pid is ignored.
-	Watch Watch
+	Watch memory.Watch
 	// SoftLimitRatio sets this process's Go soft memory limit
 	// (debug.SetMemoryLimit) to this fraction of Watch.Limit while
 	// ListenAndServe runs, as a cluster sets it in each worker: the
@@ -101,17 +86,17 @@ type Options struct {
 // (see Serve). srv.RegisterOnShutdown functions run when the drain ends,
 // not when it starts; long handlers watch Controller.Draining (or
 // DrainingFromContext) instead.
-func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts Options) (Result, error) {
+func ListenAndServe(ctx context.Context, srv *http.Server, c *drain.Controller, opts Options) (drain.Result, error) {
 	if srv == nil || c == nil {
-		return Result{}, errors.New("drain: ListenAndServe needs an *http.Server and a *Controller")
+		return drain.Result{}, errors.New("standalone: ListenAndServe needs an *http.Server and a *Controller")
 	}
 	if opts.Watch.Limit > 0 {
 		if err := opts.Watch.Validate(); err != nil {
-			return Result{}, err
+			return drain.Result{}, err
 		}
 	}
 	if r := opts.SoftLimitRatio; math.IsNaN(r) || r > 1 {
-		return Result{}, fmt.Errorf("drain: Options.SoftLimitRatio is %v; accepted: a fraction in (0, 1], 0 for the default %v, or a negative number for no soft limit", r, softlimit.DefaultRatio)
+		return drain.Result{}, fmt.Errorf("standalone: Options.SoftLimitRatio is %v; accepted: a fraction in (0, 1], 0 for the default %v, or a negative number for no soft limit", r, softlimit.DefaultRatio)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -119,7 +104,7 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 	}
 	probeLn, err := probeListener(opts)
 	if err != nil {
-		return Result{}, err
+		return drain.Result{}, err
 	}
 	ln := opts.Listener
 	if ln == nil {
@@ -131,7 +116,7 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 			if probeLn != nil {
 				probeLn.Close()
 			}
-			return Result{}, fmt.Errorf("drain: listening on %s: %w", addr, err)
+			return drain.Result{}, fmt.Errorf("standalone: listening on %s: %w", addr, err)
 		}
 	}
 	signals := opts.Signals
@@ -181,7 +166,7 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 	if probeLn != nil {
 		defer serveProbes(c, probeLn, log)()
 	}
-	result, err := Serve(srv, c, ln)
+	result, err := drain.Serve(srv, c, ln)
 	stopWatch()
 	if werr := <-watchDone; werr != nil && err == nil {
 		err = werr
@@ -191,7 +176,7 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *Controller, opts O
 
 // startTriggers starts the drain on the first signal or the end of ctx, and
 // ends it at once on a second signal, until stop closes or the drain ends.
-func startTriggers(ctx context.Context, c *Controller, caught <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
+func startTriggers(ctx context.Context, c *drain.Controller, caught <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
 	done := ctx.Done()
 	signalled := false
 	for {
@@ -200,15 +185,15 @@ func startTriggers(ctx context.Context, c *Controller, caught <-chan os.Signal, 
 			if !signalled {
 				signalled = true
 				log.Info("signal received; draining", "signal", sig.String())
-				c.Start(Signal)
+				c.Start(drain.Signal)
 				continue
 			}
 			log.Warn("second signal received; ending the drain now", "signal", sig.String(), "in_flight", c.InFlight())
-			c.expire()
+			c.Expire()
 			return
 		case <-done:
 			done = nil
-			c.Start(Manual)
+			c.Start(drain.Manual)
 		case <-c.Done():
 			return
 		case <-stop:

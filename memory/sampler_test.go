@@ -1,4 +1,4 @@
-package drain
+package memory
 
 import (
 	"bufio"
@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var builtinSamplers = map[string]Sampler{"RSS": RSS, "USS": USS, "GoRuntime": GoRuntime}
+var builtinSamplers = map[string]Sampler{"RSS": RSS, "Anon": Anon, "GoRuntime": GoRuntime}
 
 func TestSamplersSampleSelf(t *testing.T) {
 	for name, s := range builtinSamplers {
@@ -27,18 +27,18 @@ func TestSamplersSampleSelf(t *testing.T) {
 	assert.Positive(t, v)
 }
 
-func TestUSSExcludesSharedPages(t *testing.T) {
-	uss, err := USS.Sample(os.Getpid())
+func TestAnonExcludesSharedPages(t *testing.T) {
+	anon, err := Anon.Sample(os.Getpid())
 	require.NoError(t, err)
 	rss, err := RSS.Sample(os.Getpid())
 	require.NoError(t, err)
 	if runtime.GOOS == "linux" {
 		// The test binary's own code is resident and file-backed: RSS
-		// counts it, USS does not. It is megabytes, far more than the
+		// counts it, Anon does not. It is megabytes, far more than the
 		// heap can shrink between the two samples.
-		assert.Less(t, uss, rss)
+		assert.Less(t, anon, rss)
 	} else {
-		assert.LessOrEqual(t, uss, rss)
+		assert.LessOrEqual(t, anon, rss)
 	}
 }
 
@@ -101,9 +101,9 @@ func TestSamplersRejectBadPids(t *testing.T) {
 			})
 		}
 	}
-	for _, s := range []Sampler{RSS, USS} {
+	for _, s := range []Sampler{RSS, Anon} {
 		_, err := s.Sample(0)
-		assert.Error(t, err, "0 is no process for RSS and USS")
+		assert.Error(t, err, "0 is no process for RSS and Anon")
 	}
 }
 
@@ -132,13 +132,13 @@ func TestSamplersSampleChild(t *testing.T) {
 	require.Equal(t, "ready\n", ready)
 
 	pid := cmd.Process.Pid
-	uss, err := USS.Sample(pid)
+	anon, err := Anon.Sample(pid)
 	require.NoError(t, err)
 	rss, err := RSS.Sample(pid)
 	require.NoError(t, err)
 	assert.Positive(t, rss)
-	assert.Positive(t, uss, "a shell writes to its own stack and heap")
-	assert.LessOrEqual(t, uss, rss)
+	assert.Positive(t, anon, "a shell writes to its own stack and heap")
+	assert.LessOrEqual(t, anon, rss)
 
 	_, err = GoRuntime.Sample(pid)
 	require.Error(t, err)
@@ -168,7 +168,7 @@ func TestGoRuntimeConcurrentAndAllocationFree(t *testing.T) {
 func TestSamplerByName(t *testing.T) {
 	for name, want := range map[string]Sampler{
 		"rss": RSS, "RSS": RSS, " Rss\n": RSS, "": RSS,
-		"uss": USS, "USS": USS,
+		"anon": Anon, "Anon": Anon,
 		"go": GoRuntime, "Go": GoRuntime,
 	} {
 		got, err := SamplerByName(name)
@@ -176,14 +176,18 @@ func TestSamplerByName(t *testing.T) {
 		assert.Equal(t, want, got, name)
 	}
 
-	for _, name := range []string{"vms", "golang", "rss,uss", "\x00"} {
+	for _, name := range []string{"vms", "golang", "rss,anon", "\x00"} {
 		got, err := SamplerByName(name)
 		require.Error(t, err, name)
 		assert.Nil(t, got)
 		assert.Contains(t, err.Error(), "accepted: rss")
-		assert.Contains(t, err.Error(), "uss")
+		assert.Contains(t, err.Error(), "anon")
 		assert.Contains(t, err.Error(), "go (")
 	}
+
+	_, err := SamplerByName("uss")
+	require.Error(t, err, "the old name is refused, not aliased")
+	assert.Contains(t, err.Error(), `renamed "anon"`)
 }
 
 func TestParseStatm(t *testing.T) {

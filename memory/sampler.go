@@ -1,4 +1,4 @@
-package drain
+package memory
 
 import (
 	"errors"
@@ -36,16 +36,18 @@ func (f SamplerFunc) Sample(pid int) (uint64, error) { return f(pid) }
 // and Windows.
 var RSS Sampler = rssSampler{}
 
-// USS samples a process's resident memory less the file-backed and shared
-// memory pages it has in RAM, which on Linux is exactly its resident
-// anonymous memory (RssAnon, from /proc/<pid>/statm): heap, stacks, and
+// Anon samples a process's resident anonymous memory: its resident memory
+// less the file-backed and shared pages, which on Linux is exactly RssAnon
+// (from /proc/<pid>/statm): heap, stacks, and
 // everything else the process wrote itself. Workers that run the same binary
-// share its code, which RSS counts once in every worker and USS in none; USS
+// share its code, which RSS counts once in every worker and Anon in none; Anon
 // is therefore the figure that grows when one worker leaks and that a
 // replacement gives back.
 //
-// Elsewhere than on Linux, USS is RSS.
-var USS Sampler = ussSampler{}
+// It is not the unique set size (USS) that tools such as smem report, which
+// also counts the file pages only this process maps, and costs a walk of
+// /proc/<pid>/smaps. Elsewhere than on Linux, Anon is RSS.
+var Anon Sampler = anonSampler{}
 
 // GoRuntime samples the memory the Go runtime of this very process has
 // mapped and not returned to the operating system, from runtime/metrics:
@@ -56,19 +58,19 @@ var USS Sampler = ussSampler{}
 var GoRuntime Sampler = goRuntimeSampler{}
 
 // The built-in samplers are distinct comparable types, not SamplerFuncs, so
-// that configuration code can compare a Sampler with RSS, USS or GoRuntime.
+// that configuration code can compare a Sampler with RSS, Anon or GoRuntime.
 type (
 	rssSampler       struct{}
-	ussSampler       struct{}
+	anonSampler      struct{}
 	goRuntimeSampler struct{}
 )
 
 func (rssSampler) Sample(pid int) (uint64, error)       { return sampleRSS(pid) }
-func (ussSampler) Sample(pid int) (uint64, error)       { return sampleUSS(pid) }
+func (anonSampler) Sample(pid int) (uint64, error)      { return sampleAnon(pid) }
 func (goRuntimeSampler) Sample(pid int) (uint64, error) { return sampleGoRuntime(pid) }
 
 // SamplerByName returns the sampler a configuration names: "rss" for RSS,
-// "uss" for USS, "go" for GoRuntime, in any case and with surrounding white
+// "anon" for Anon, "go" for GoRuntime, in any case and with surrounding white
 // space ignored. An empty name means the default, RSS, because a name usually
 // comes from an environment variable that may be set but empty. Any other
 // name is an error that lists the accepted ones.
@@ -76,12 +78,14 @@ func SamplerByName(name string) (Sampler, error) {
 	switch strings.ToLower(strings.TrimSpace(name)) {
 	case "", "rss":
 		return RSS, nil
+	case "anon":
+		return Anon, nil
 	case "uss":
-		return USS, nil
+		return nil, fmt.Errorf("memory sampler %q: renamed \"anon\", for what it measures: resident anonymous memory (RssAnon), not the unique set size", name)
 	case "go":
 		return GoRuntime, nil
 	}
-	return nil, fmt.Errorf("memory sampler %q: unknown; accepted: rss (resident set size), uss (resident memory not shared with other processes), go (the Go runtime's own figure, this process only)", name)
+	return nil, fmt.Errorf("memory sampler %q: unknown; accepted: rss (resident set size), anon (resident anonymous memory: heap and stacks, not the shared code), go (the Go runtime's own figure, this process only)", name)
 }
 
 // checkPid rejects what cannot be a process id, before it reaches a system
@@ -113,23 +117,23 @@ func sampleRSS(pid int) (uint64, error) {
 	return m.RSS, nil
 }
 
-func sampleUSS(pid int) (uint64, error) {
+func sampleAnon(pid int) (uint64, error) {
 	if runtime.GOOS != "linux" {
 		return sampleRSS(pid)
 	}
 	if err := checkPid(pid); err != nil {
-		return 0, fmt.Errorf("uss: %w", err)
+		return 0, fmt.Errorf("anon: %w", err)
 	}
 	// gopsutil's MemoryInfoEx has the same figures, but its result type
 	// differs by platform, which would take a build-tagged file; statm is one
 	// short read either way.
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
 	if err != nil {
-		return 0, fmt.Errorf("uss of pid %d: %w", pid, err)
+		return 0, fmt.Errorf("anon of pid %d: %w", pid, err)
 	}
 	rss, shared, err := parseStatm(string(data))
 	if err != nil {
-		return 0, fmt.Errorf("uss of pid %d: /proc/%d/statm: %w", pid, pid, err)
+		return 0, fmt.Errorf("anon of pid %d: /proc/%d/statm: %w", pid, pid, err)
 	}
 	// The kernel's counters are per-thread approximations; never let the
 	// difference wrap around.
@@ -185,7 +189,7 @@ var (
 
 func sampleGoRuntime(pid int) (uint64, error) {
 	if pid != 0 && pid != selfPid {
-		return 0, fmt.Errorf("go runtime memory of pid %d: the Go runtime measures only its own process (pid %d); use RSS or USS", pid, selfPid)
+		return 0, fmt.Errorf("go runtime memory of pid %d: the Go runtime measures only its own process (pid %d); use RSS or Anon", pid, selfPid)
 	}
 	goRuntimeMu.Lock()
 	defer goRuntimeMu.Unlock()
