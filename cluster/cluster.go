@@ -181,23 +181,22 @@ func (c *Cluster) runMaster() error {
 	if err != nil {
 		return err
 	}
-	addrs := make([]string, len(listeners))
-	for i, ln := range listeners {
-		addrs[i] = ln.Addr().String()
-	}
 	m := &master{
 		cfg:       c.cfg,
 		log:       c.cfg.Logger.With("master", os.Getpid()),
 		exe:       exe,
 		listeners: listeners,
 		files:     files,
-		addrs:     addrs,
 		spawner:   newSpawner(),
 		events:    make(chan any, 64),
 		done:      make(chan struct{}),
 		procs:     make(map[int]*proc),
 	}
 	defer m.spawner.stop()
+	addrs := make([]string, len(listeners))
+	for i, ln := range listeners {
+		addrs[i] = ln.Addr().String()
+	}
 	m.log.Info("master started", "workers", c.cfg.Workers, "listen", strings.Join(addrs, ","),
 		"max_memory", memory.FormatSize(c.cfg.MaxMemory))
 	stopForwarding := c.forwardSignals(m)

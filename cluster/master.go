@@ -24,7 +24,6 @@ type master struct {
 	exe       string
 	listeners []net.Listener
 	files     []*os.File // the listeners' descriptors, handed to every worker
-	addrs     []string
 	spawner   *spawner
 	events    chan any
 	done      chan struct{} // closed when the loop has returned

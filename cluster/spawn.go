@@ -97,7 +97,6 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 	spec := workerSpec{
 		ID:            s.id,
 		Listeners:     len(m.files),
-		Addrs:         m.addrs,
 		DrainTimeout:  m.cfg.DrainTimeout,
 		StatsInterval: m.cfg.CheckInterval,
 		Heartbeat:     m.cfg.HeartbeatTimeout,
