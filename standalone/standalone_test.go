@@ -240,27 +240,6 @@ func TestListenAndServeLogsMemoryAsASize(t *testing.T) {
 	assert.NotContains(t, out, "5242880", "no raw byte counts")
 }
 
-// One process under Kubernetes: readiness on :8081/readyz turns 503 when
-// the drain starts (SIGTERM, or the memory limit), liveness on
-// :8081/livez stays 200 through it, and the exit code tells the platform
-// whether the process drained on its own.
-func ExampleListenAndServe() {
-	c, err := drain.New(drain.Config{Timeout: 25 * time.Second}) // below terminationGracePeriodSeconds
-	if err != nil {
-		panic(err)
-	}
-	srv := &http.Server{Addr: ":8080", Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
-	res, err := ListenAndServe(context.Background(), srv, c, Options{
-		Watch:     memory.Watch{Limit: 400 << 20},
-		ProbeAddr: ":8081",
-	})
-	if err != nil {
-		slog.Error("serving", "err", err)
-		os.Exit(1)
-	}
-	os.Exit(res.ExitCode())
-}
-
 // TestListenAndServeCountsSignalsWhateverStartedTheDrain: during a drain
 // the memory limit started, the first SIGINT only lets it go on; the
 // second ends it. The reason stays the one that started the drain.
