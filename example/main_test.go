@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -67,4 +71,48 @@ func TestTheExampleReadsTheEnvironment(t *testing.T) {
 	stdout, stderr, err = runExample(t, bin, []string{"MEMDRAIN_WORKERS=1"}, append(serveBriefly, "-workers", "3")...)
 	require.NoError(t, err, "%s", stderr)
 	assert.Contains(t, stdout, "memdrain example: 3 workers on", "the flag wins")
+}
+
+// TestTheDemoRecyclesWithoutLosingARequest runs the demo as the README
+// shows it, with a limit and a leak that bring a recycle within a second
+// or two, waits for a worker's drain to end, stops the demo with Ctrl-C
+// (SIGINT), and reads its summary: at least one recycle, and no request
+// failed.
+func TestTheDemoRecyclesWithoutLosingARequest(t *testing.T) {
+	bin := buildExample(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close() // the load needs the port it serves on; the master listens on it again
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "-addr", addr, "-max-memory", "32Mi", "-leak", "64")
+	errOut, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	require.NoError(t, err)
+	defer errOut.Close()
+	cmd.Stderr = errOut // a file, read back while the demo may still write to it
+	stderr := func() string { b, _ := os.ReadFile(errOut.Name()); return string(b) }
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+
+	var out strings.Builder
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		out.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "drained and exited") {
+			break // a recycle's last step
+		}
+	}
+	require.Contains(t, out.String(), "draining (memory)", "no recycle; stderr: %s", stderr())
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	for lines.Scan() {
+		out.WriteString(lines.Text() + "\n")
+	}
+	require.NoError(t, cmd.Wait(), "stdout:\n%s\nstderr: %s", out.String(), stderr())
+	summary := out.String()[strings.LastIndex(out.String(), "summary after"):]
+	assert.Regexp(t, `failed +0\n`, summary)
+	assert.Regexp(t, `recycles +[1-9]\d* \(`, summary)
+	assert.Regexp(t, `requests +[1-9]`, summary)
 }
