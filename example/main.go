@@ -36,6 +36,7 @@ import (
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/internal/leaky"
 	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/memdrain/memdrain/internal/tick"
 	"github.com/memdrain/memdrain/memory"
 )
 
@@ -107,12 +108,8 @@ func run(o options) error {
 	caught := make(chan os.Signal, 1)
 	signal.Notify(caught, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(caught)
-	var background sync.WaitGroup
-	background.Add(1)
-	go func() {
-		defer background.Done()
-		report.printEverySecond(ctx, c)
-	}()
+	stopStatus := tick.Every(time.Second, func() bool { report.status(c); return true })
+	var load sync.WaitGroup
 	if o.load {
 		url := "http://" + addr + "/work?ms=" + strconv.Itoa(o.workMillis) + "&leak=" + strconv.Itoa(o.leakKiB)
 		for i, keepAlive := range []bool{true, false} {
@@ -120,9 +117,9 @@ func run(o options) error {
 			if i == 0 {
 				clients = o.clients - clients
 			}
-			background.Add(1)
+			load.Add(1)
 			go func() {
-				defer background.Done()
+				defer load.Done()
 				waitServing(ctx, "http://"+addr+"/health")
 				loadgen.Run(ctx, loadgen.Config{URL: url, Clients: clients, KeepAlive: keepAlive, OnResponse: report.response})
 			}()
@@ -135,17 +132,16 @@ func run(o options) error {
 	if o.duration > 0 {
 		timeout = time.After(o.duration)
 	}
+	quiet := func() { stop(); load.Wait(); stopStatus() } // before the drains end, or the load counts refusals
 	select {
 	case err := <-stopped: // the master stopped on its own: it gave up
-		stop()
-		background.Wait()
+		quiet()
 		return err
 	case <-caught: // the cluster caught it too and is draining the workers
 	case <-timeout:
 		c.Stop()
 	}
-	stop()
-	background.Wait()
+	quiet()
 	err = <-stopped
 	report.summary(os.Stdout)
 	return err

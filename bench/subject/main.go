@@ -16,18 +16,17 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/memdrain/memdrain/bench/internal/eventlog"
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/internal/leaky"
+	"github.com/memdrain/memdrain/internal/tick"
 )
 
 type options struct {
@@ -83,32 +82,14 @@ func run(o options) error {
 			return w.Serve(srv)
 		})
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	var status sync.WaitGroup
+	stopStatus := func() {}
 	if o.statusEvery > 0 {
-		status.Add(1)
-		go func() {
-			defer status.Done()
-			printStatus(ctx, c, o.statusEvery, out)
-		}()
+		stopStatus = tick.Every(o.statusEvery, func() bool {
+			out.Write(eventlog.Event{Time: time.Now(), Kind: eventlog.Status, Source: "master", Workers: c.Status()})
+			return true
+		})
 	}
 	err = c.Run(func(*cluster.Worker) error { return nil }) // until SIGTERM, or it gives up
-	stop()
-	status.Wait()
+	stopStatus()
 	return err
-}
-
-// printStatus writes a snapshot of every worker each interval until ctx
-// ends.
-func printStatus(ctx context.Context, c *cluster.Cluster, interval time.Duration, out *eventlog.Writer) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		out.Write(eventlog.Event{Time: time.Now(), Kind: eventlog.Status, Source: "master", Workers: c.Status()})
-	}
 }

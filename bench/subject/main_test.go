@@ -1,18 +1,15 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/memdrain/memdrain/bench/internal/eventlog"
 	"github.com/memdrain/memdrain/cluster"
+	"github.com/memdrain/memdrain/internal/gobuild"
 	"go.uber.org/goleak"
 )
 
@@ -20,36 +17,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// buildSubject builds the subject as the harness does.
-func buildSubject(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go command:", err)
-	}
-	bin := filepath.Join(t.TempDir(), "subject")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// command returns the subject with env after the test's environment, run
-// for at most a minute (a safety net: each run ends sooner).
-func command(t *testing.T, bin string, env []string, args ...string) *exec.Cmd {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	return cmd
-}
-
 // TestSubjectReportsEventLines: configured by MEMDRAIN_* alone, the
 // subject prints its supervisor's events and its workers' status as event
 // lines, and on SIGTERM drains its workers and exits 0.
 func TestSubjectReportsEventLines(t *testing.T) {
-	bin := buildSubject(t)
-	cmd := command(t, bin, []string{"MEMDRAIN_LISTEN=127.0.0.1:0", "MEMDRAIN_WORKERS=1", "MEMDRAIN_MAX_MEMORY=100Mi"}, "-status-every", "20ms")
+	bin := gobuild.Here(t)
+	cmd := gobuild.Command(t, bin, []string{"MEMDRAIN_LISTEN=127.0.0.1:0", "MEMDRAIN_WORKERS=1", "MEMDRAIN_MAX_MEMORY=100Mi"}, "-status-every", "20ms")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -89,7 +62,7 @@ func TestSubjectReportsEventLines(t *testing.T) {
 // TestSubjectRefusesBadSettings: a bad variable, or a baseline without a
 // limit to shut down at, is an error naming it, and exit status 1.
 func TestSubjectRefusesBadSettings(t *testing.T) {
-	bin := buildSubject(t)
+	bin := gobuild.Here(t)
 	for _, tc := range []struct {
 		env  []string
 		args []string
@@ -99,7 +72,7 @@ func TestSubjectRefusesBadSettings(t *testing.T) {
 		{[]string{"MEMDRAIN_LISTEN=127.0.0.1:0", "MEMDRAIN_MAX_MEMORY=0"}, []string{"-baseline"}, "subject: -baseline needs MEMDRAIN_MAX_MEMORY"},
 		{[]string{"MEMDRAIN_LISTEN=127.0.0.1:0"}, []string{"-status-every", "-1s"}, "subject: -status-every is -1s"},
 	} {
-		out, err := command(t, bin, tc.env, tc.args...).CombinedOutput()
+		out, err := gobuild.Command(t, bin, tc.env, tc.args...).CombinedOutput()
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%v %v: %v, output %q; want exit status 1 and %q", tc.env, tc.args, err, out, tc.want)
