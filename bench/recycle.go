@@ -23,11 +23,11 @@ type recyclePart struct {
 	Ratios map[string]float64 `json:"baseline_over_memdrain,omitempty"`
 }
 
-// runRecyclePart builds the example, runs memdrain's recycling and then
+// runRecyclePart builds the subject, runs memdrain's recycling and then
 // (unless skipped) the baseline under the same load.
 func runRecyclePart(ctx context.Context, cfg loadConfig, withBaseline bool, tmp string, prog *progress) (*recyclePart, error) {
-	prog.note("recycling under load: building the example")
-	bin, err := buildExample(ctx, tmp)
+	prog.note("recycling under load: building the subject")
+	bin, err := buildSubject(ctx, tmp)
 	if err != nil {
 		return nil, err
 	}

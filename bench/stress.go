@@ -11,7 +11,7 @@ import (
 	"github.com/memdrain/memdrain/memory"
 )
 
-// The stress part runs the scenarios of issue 7 against the example: a
+// The stress part runs the scenarios of issue 7 against the subject: a
 // reload under 2,000 kept-alive clients, clients far away (late first
 // byte, slow TLS handshake, latency on every write), HTTP/2, fast and
 // standard leaks, a recycle while another worker drains slowly, a bad
@@ -69,7 +69,7 @@ type stressConfig struct {
 // stressEnv is what every scenario gets.
 type stressEnv struct {
 	cfg stressConfig
-	bin string // the example, built once
+	bin string // the subject, built once
 	tmp string // a directory of the scenario's own
 }
 
@@ -113,7 +113,7 @@ func (r *stressRow) notef(format string, args ...any) {
 }
 
 // oneLine keeps a note on one line of the table, and short: an error
-// with the example's stderr ends in its last lines.
+// with the subject's stderr ends in its last lines.
 func oneLine(s string) string {
 	const most = 300
 	s = strings.Join(strings.Fields(s), " ")
@@ -130,12 +130,12 @@ type stressPart struct {
 	Rows   []stressRow  `json:"scenarios"`
 }
 
-// runStressPart builds the example and runs every chosen scenario. A
+// runStressPart builds the subject and runs every chosen scenario. A
 // scenario the harness cannot run is a failed row, not an error of the
 // part: the other rows still tell something.
 func runStressPart(ctx context.Context, cfg stressConfig, tmp string, prog *progress) (*stressPart, error) {
-	prog.note("stress scenarios: building the example")
-	bin, err := buildExample(ctx, tmp)
+	prog.note("stress scenarios: building the subject")
+	bin, err := buildSubject(ctx, tmp)
 	if err != nil {
 		return nil, err
 	}

@@ -138,7 +138,7 @@ func (s *WorkerState) UnmarshalText(text []byte) error {
 }
 
 // WorkerStatus is a snapshot of one worker process. Its JSON form is what
-// the example prints with -events-json and the benchmark harness reads.
+// the benchmark harness's subject prints as JSON lines and the harness reads.
 type WorkerStatus struct {
 	Worker   int         `json:"worker"` // the slot
 	Pid      int         `json:"pid"`

@@ -21,11 +21,9 @@ func (o options) config() (cluster.Config, error) {
 		return cluster.Config{}, fmt.Errorf("-max-memory: %w", err)
 	}
 	flags := cluster.Config{
-		Listen:        []string{o.addr},
-		Workers:       o.workers,
-		MaxMemory:     limit,
-		CheckInterval: o.checkInterval,
-		DrainTimeout:  o.drainTimeout,
+		Listen:    []string{o.addr},
+		Workers:   o.workers,
+		MaxMemory: limit,
 	}
 	cfg, err := cluster.FromEnv(flags)
 	if err != nil {
@@ -39,10 +37,6 @@ func (o options) config() (cluster.Config, error) {
 			cfg.Workers = flags.Workers
 		case "max-memory":
 			cfg.MaxMemory = flags.MaxMemory
-		case "check-interval":
-			cfg.CheckInterval = flags.CheckInterval
-		case "drain-timeout":
-			cfg.DrainTimeout = flags.DrainTimeout
 		}
 	})
 	if len(cfg.Listen) != 1 || strings.HasPrefix(cfg.Listen[0], "unix:") {

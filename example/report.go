@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -79,29 +78,21 @@ func (r *report) event(e cluster.Event) {
 	}
 }
 
-func (r *report) printEverySecond(ctx context.Context, c *cluster.Cluster) {
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		status := c.Status()
-		var workers []string
-		r.mu.Lock()
-		for _, s := range status {
-			r.highest = max(r.highest, s.Memory)
-			workers = append(workers, fmt.Sprintf("[%d] %s %s", s.Worker, bar(s.Memory, r.limit), memory.FormatSize(s.Memory)))
-		}
-		rate := r.requests - r.lastCount
-		r.lastCount = r.requests
-		line := fmt.Sprintf("%s %s | requests %d (%d/s) failed %d recycles %d",
-			time.Now().Format("15:04:05"), strings.Join(workers, "  "), r.requests, rate, r.failed, r.totalRecycles())
-		r.mu.Unlock()
-		fmt.Println(line)
+// status prints the line of a second: every worker's memory, and the
+// load's figures since the last line.
+func (r *report) status(c *cluster.Cluster) {
+	var workers []string
+	r.mu.Lock()
+	for _, s := range c.Status() {
+		r.highest = max(r.highest, s.Memory)
+		workers = append(workers, fmt.Sprintf("[%d] %s %s", s.Worker, bar(s.Memory, r.limit), memory.FormatSize(s.Memory)))
 	}
+	rate := r.requests - r.lastCount
+	r.lastCount = r.requests
+	line := fmt.Sprintf("%s %s | requests %d (%d/s) failed %d recycles %d",
+		time.Now().Format("15:04:05"), strings.Join(workers, "  "), r.requests, rate, r.failed, r.totalRecycles())
+	r.mu.Unlock()
+	fmt.Println(line)
 }
 
 // bar draws memory against the limit in ten cells.

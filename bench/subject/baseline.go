@@ -4,18 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"time"
 
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/leaky"
 	"github.com/memdrain/memdrain/memory"
 )
 
-// The -baseline mode is "the usual approach" that the benchmark harness
-// compares memdrain with: what uWSGI's reload-on-rss and gunicorn's
+// The -baseline mode is "the usual approach" that the harness compares
+// memdrain with: what uWSGI's reload-on-rss and gunicorn's
 // max_requests do. The master does not watch memory (MaxMemory 0). Each
 // worker watches its own RSS and, once over the limit, shuts itself down
 // with http.Server.Shutdown and exits; the master sees an exit it did not
@@ -37,10 +37,13 @@ func baselineConfig(cfg cluster.Config) cluster.Config {
 // shared listener, its own memory watch, and Shutdown when over the limit
 // (then the worker returns, and the program exits 0) or when the master
 // asks it to drain (on stop).
-func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, events *jsonLines) error {
+func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, out *eventlog.Writer) error {
 	// No Go soft memory limit: the usual approach has none. (memdrain's
 	// workers have one only until their live heap shows the growth is real.)
-	srv := &http.Server{Handler: leaky.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv, err := leaky.Server(leaky.Protocols{})
+	if err != nil {
+		return err
+	}
 	served := make(chan error, len(w.Listeners))
 	for _, ln := range w.Listeners {
 		go func() { served <- srv.Serve(ln) }()
@@ -67,20 +70,19 @@ func serveBaseline(w *cluster.Worker, limit uint64, interval time.Duration, even
 	case err := <-served:
 		return fmt.Errorf("serving: %w", err)
 	}
-	if why == drain.Memory && events != nil {
-		memory, _ := memory.RSS.Sample(os.Getpid())
+	if why == drain.Memory {
+		rss, _ := memory.RSS.Sample(os.Getpid())
 		now := time.Now()
-		events.write(jsonEvent{Time: now, Kind: "over-limit", Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), Memory: memory})
-		events.write(jsonEvent{Time: now, Kind: "draining", Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), Memory: memory})
+		for _, kind := range []cluster.EventKind{cluster.OverLimit, cluster.Draining} {
+			out.Write(eventlog.Event{Time: now, Kind: kind.String(), Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), Memory: rss})
+		}
 	}
 	start := time.Now()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
 	w.Logger.Info("baseline worker shut down", "reason", why.String(), "took", time.Since(start), "err", err)
-	if events != nil {
-		events.write(jsonEvent{Time: time.Now(), Kind: "shut-down", Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), DurationNS: int64(time.Since(start))})
-	}
+	out.Write(eventlog.Event{Time: time.Now(), Kind: eventlog.ShutDown, Source: "worker", Worker: w.ID, Pid: os.Getpid(), Reason: why.String(), DurationNS: int64(time.Since(start))})
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
