@@ -20,7 +20,6 @@ func (m *master) onReady(p *proc) {
 	p.readyAt = time.Now()
 	took := p.readyAt.Sub(p.started)
 	m.readyTime = smooth(m.readyTime, took)
-	p.meter.Lead = m.readyTime
 	p.sampleAt = p.readyAt // sample at once: catches a worker born over its limit
 	s := p.slot
 	m.emit(Event{Kind: Ready, Worker: s.id, Pid: p.pid, Duration: took})
@@ -62,6 +61,9 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 		return
 	}
 	p.readyWait.Stop()
+	if p.state == StateServing {
+		p.drained = m.snapshot(p, time.Now(), 0)
+	}
 	p.state = StateDraining
 	p.drainAt = time.Now()
 	p.reason = reason
@@ -115,12 +117,14 @@ func (m *master) pump() {
 // process beside the workers, spawned to take over from one. A worker that
 // drains is not counted: a slow drain (a stream held to its deadline) must
 // not hold back the replacement of another worker passing its limit. It is
-// counted from the processes rather than kept by hand, so no path through
-// spawns, crashes and exits can get it wrong.
+// counted from the slots rather than kept by hand, so no path through
+// spawns, crashes and exits can get it wrong; from the slots, not from
+// m.procs, so that a replacement whose process is still being forked
+// counts too.
 func (m *master) replacing() int {
 	n := 0
-	for _, p := range m.procs {
-		if p.state == StateStarting && p.replaces != nil {
+	for _, s := range m.slots {
+		if s.next != nil && s.next.replaces != nil {
 			n++
 		}
 	}

@@ -49,6 +49,7 @@ func (m *master) sample() {
 			p.ceiling.Limit = max(m.cfg.HardMemory, scale(bytes, float64(m.cfg.HardMemory)/float64(m.cfg.MaxMemory)))
 		}
 		p.meter.WorstRate, p.ceiling.WorstRate = worst, worst
+		p.meter.Lead, p.ceiling.Lead = m.leads()
 		over, next := p.meter.Observe(now, bytes)
 		pastCeiling, untilCeiling := p.ceiling.Observe(now, bytes)
 		switch {
@@ -68,6 +69,7 @@ func (m *master) sample() {
 			m.bornTooBig(p)
 		case over:
 			if m.enqueue(p, drain.Memory) {
+				p.decided = m.snapshot(p, now, bytes)
 				m.emit(Event{Kind: OverLimit, Worker: p.slot.id, Pid: p.pid, Reason: drain.Memory, Memory: bytes})
 			}
 		case first:

@@ -1,0 +1,64 @@
+//go:build linux || darwin
+
+package cluster
+
+import (
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestTheLoopServesWhileAWorkerIsBeingStarted: starting a process can
+// take the master tens of milliseconds on a loaded machine (fork, exec,
+// the wait for exec to succeed), and a loop that waited for it sampled
+// nobody meanwhile, so a fast leaker grew unwatched. The start is made
+// slow here for real: the test holds syscall.ForkLock for reading, which
+// every fork in the process takes for writing, so the replacement's start
+// cannot finish until the test lets go. While it waits, the loop must
+// still answer Status, and no Started event can exist for a process that
+// does not exist yet; once the lock is released the replacement starts,
+// gets ready and takes over as usual.
+func TestTheLoopServesWhileAWorkerIsBeingStarted(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1}, behaveNormally)
+	old := h.waitReady(1)[0]
+
+	syscall.ForkLock.RLock()
+	var unlock sync.Once
+	release := func() { unlock.Do(syscall.ForkLock.RUnlock) }
+	t.Cleanup(release) // before the cluster's own cleanup stops the master
+
+	h.c.Reload()
+	h.waitLog("replacing worker") // the loop is at the spawn, or past it
+	answered := make(chan []WorkerStatus, 1)
+	go func() { answered <- h.c.Status() }()
+	select {
+	case status := <-answered:
+		require.Len(t, status, 1, "only the serving worker exists while the replacement's fork waits")
+		assert.Equal(t, old, status[0].Pid)
+		assert.Equal(t, StateServing, status[0].State)
+	case <-time.After(waitLimit):
+		release()
+		t.Fatalf("Status unanswered for %v while a worker was being started: the loop waits on the start", waitLimit)
+	}
+	for pending := true; pending; { // every event the master emitted so far
+		select {
+		case e := <-h.events:
+			h.seen = append(h.seen, e)
+		default:
+			pending = false
+		}
+	}
+	assert.Equal(t, 1, h.count(Started), "a Started event for a process whose fork cannot have happened")
+
+	release()
+	started := h.waitKind(Started)
+	assert.NotEqual(t, old, started.Pid)
+	ready := h.waitKind(Ready)
+	assert.Equal(t, started.Pid, ready.Pid)
+	drained := h.waitKind(ExitedPlanned)
+	assert.Equal(t, old, drained.Pid)
+}
