@@ -275,3 +275,15 @@ func TestFailureKindDropsTheURL(t *testing.T) {
 		t.Fatalf("failure %q; want an other: kind without the URL", o.failure)
 	}
 }
+
+// TestAnExitsPeakCountsInTheHighestRSS: VmHWM is read every sampleEvery,
+// and a worker that grows after its last reading, up to its exit, peaks
+// unseen; its exit event carries the peak, which must count.
+func TestAnExitsPeakCountsInTheHighestRSS(t *testing.T) {
+	c := &stressCluster{limit: 64 << 20, live: map[int]int{}, changed: make(chan struct{})}
+	c.handle(event{Kind: kindStarted, Pid: 7, Worker: 0})
+	c.handle(event{Kind: kindPlanned, Pid: 7, Worker: 0, Memory: 80 << 20})
+	if got := c.peakRatio(); got != 1.25 {
+		t.Errorf("highest RSS %.2f× of the limit, want 1.25× (the exit's peak)", got)
+	}
+}

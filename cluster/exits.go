@@ -25,7 +25,7 @@ func (m *master) onExit(p *proc, err error) {
 	if p.state == StateDraining {
 		now := time.Now()
 		peak := p.peak()
-		m.lags.learn(p, peak, now)
+		m.recycleLag.learn(p.decided, peak, now, m.lagHalfLife())
 		m.emit(Event{Kind: ExitedPlanned, Worker: s.id, Pid: p.pid, Reason: p.reason, Duration: now.Sub(p.drainAt), Err: err, Memory: max(peak, p.memory)})
 		return
 	}

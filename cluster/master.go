@@ -35,7 +35,7 @@ type master struct {
 	crashes         []time.Time   // accidental exits within the crash window
 	readyTime       time.Duration // smoothed time from asking for a start to ready: the Meter's least lead (see leads)
 	growth          growth        // all workers' memory growth, each Meter's WorstRate
-	lags            lags          // how long workers grow after a decision: the Leads
+	recycleLag      lag           // how long workers grow after found over their limit: the Lead
 	stopping        bool
 	parked          []passedConn // hand-offs waiting for a serving worker (routeHandoff)
 	reloads         int          // SIGHUPs so far: a process spawned before the last must go
@@ -85,8 +85,7 @@ type proc struct {
 	meter       drain.Meter
 	ceiling     drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
 	sampleAt    time.Time   // when memory is next due to be sampled
-	decided     snapshot    // when it was found over its limit (see lags)
-	drained     snapshot    // when it was told to drain while serving (see lags)
+	decided     snapshot    // when it was found over its limit (see recycleLag)
 	samples     int         // memory samples taken so far
 	memory      uint64
 	inFlight    int

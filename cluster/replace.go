@@ -61,9 +61,6 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 		return
 	}
 	p.readyWait.Stop()
-	if p.state == StateServing {
-		p.drained = m.snapshot(p, time.Now(), 0)
-	}
 	p.state = StateDraining
 	p.drainAt = time.Now()
 	p.reason = reason
