@@ -96,13 +96,15 @@ func (l *lag) lead(now time.Time, halfLife time.Duration) time.Duration {
 
 // lead returns p's Meter's Lead at now: the recycle lag, or the start-up
 // time until a worker exited to teach it. It is capped so that the lead
-// alone, at p's rate, never has p replaced below about half its limit: after a
-// very slow recycle, a lead covering it would have every new worker
-// replaced as soon as it is sampled, and the forks of so many starts slow
-// the next ones down further.
-func (m *master) lead(p *proc, now time.Time) time.Duration {
+// alone never has p replaced below about half its limit: after a very
+// slow recycle, a lead covering it had every new worker replaced at its
+// second sample (at a fifth of its limit), and the forks of so many starts
+// slowed the next ones further. The cap counts with the faster of p's rate
+// and worst, the cluster's (see growth): p's own is unknown before its
+// second sample, and a measured rate jumps at once on a rise.
+func (m *master) lead(p *proc, now time.Time, worst float64) time.Duration {
 	lead := max(m.readyTime, m.recycleLag.lead(now, m.lagHalfLife()))
-	if rate := p.meter.Rate(); rate > 0 && m.cfg.MaxMemory > 0 {
+	if rate := max(p.meter.Rate(), worst); rate > 0 && m.cfg.MaxMemory > 0 {
 		lead = min(lead, time.Duration(float64(m.cfg.MaxMemory)/2/rate*float64(time.Second)))
 	}
 	return lead

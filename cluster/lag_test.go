@@ -41,3 +41,22 @@ func TestTheLongestLagIsPlannedForAndForgottenByHalves(t *testing.T) {
 	none.learn(snapshot{at: t0, rss: 1, rate: 1}, 0, t0, halfLife)
 	assert.Zero(t, none.lead(t0, halfLife))
 }
+
+// TestTheLeadNeverHasAWorkerReplacedBelowHalfItsLimit: after a very slow
+// recycle the lag is long; planned for in full, it had each new worker
+// replaced at its second sample, a fifth of its limit in. The lead is cut
+// to half the limit's worth of growth at the worker's rate or, before it
+// has one, the cluster's.
+func TestTheLeadNeverHasAWorkerReplacedBelowHalfItsLimit(t *testing.T) {
+	m, _ := unitMaster(t, Config{MaxMemory: 64 << 20})
+	now := time.Now()
+	m.recycleLag = lag{longest: time.Second, at: now}
+	p := &proc{}
+	const worst = 400 << 20 // bytes per second
+	assert.Equal(t, 80*time.Millisecond, m.lead(p, now, worst), "32 MiB at 400 MiB/s")
+	assert.Equal(t, time.Second, m.lead(p, now, 0), "no rate known yet: nothing to cap with")
+
+	m.recycleLag = lag{longest: 10 * time.Millisecond, at: now}
+	m.readyTime = 30 * time.Millisecond
+	assert.Equal(t, 30*time.Millisecond, m.lead(p, now, worst), "never less than the start-up time")
+}

@@ -49,7 +49,7 @@ func (m *master) sample() {
 			p.ceiling.Limit = max(m.cfg.HardMemory, scale(bytes, float64(m.cfg.HardMemory)/float64(m.cfg.MaxMemory)))
 		}
 		p.meter.WorstRate, p.ceiling.WorstRate = worst, worst
-		p.meter.Lead = m.lead(p, now)
+		p.meter.Lead = m.lead(p, now, worst)
 		over, next := p.meter.Observe(now, bytes)
 		pastCeiling, untilCeiling := p.ceiling.Observe(now, bytes)
 		switch {
