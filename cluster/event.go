@@ -102,7 +102,8 @@ type Event struct {
 	// (Linux and macOS, from wait4), if that is higher: a worker that grows
 	// while it drains peaks after the master's last sample.
 	Memory uint64
-	// Duration: for Ready, the time from spawn to ready; for
+	// Duration: for Ready, the time from spawn (the master asking for
+	// the process, so the fork and exec count) to ready; for
 	// ExitedPlanned, the drain's length; for Respawn, the backoff.
 	Duration time.Duration
 	Err      error // what went wrong, for accidents and timeouts

@@ -186,7 +186,15 @@ func (m *master) stopReason() drain.Reason {
 // (systemd's socket activation, say, holds its own copy too, so that
 // connections wait for the next start): only the master's duplicates are
 // closed, and the socket keeps queueing until its other holders close it.
+//
+// A start under way reads m.files, which are its worker's ExtraFiles:
+// closed under it, the worker could inherit whatever reused the
+// descriptor. So while one is, the closing waits for it (onSpawned calls
+// this again): a fork's time, during which connections queue.
 func (m *master) stopListening() {
+	if m.unstarted > 0 {
+		return
+	}
 	for _, f := range m.files {
 		f.Close()
 	}

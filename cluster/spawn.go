@@ -138,6 +138,9 @@ func (m *master) startFailed(s *slot, replaces *proc, reason drain.Reason, err e
 // exists, or hands the slot to the failure path if it could not start.
 func (m *master) onSpawned(p *proc, err error) {
 	m.unstarted--
+	if m.stopping && m.unstarted == 0 {
+		m.stopListening() // put off while starts were under way
+	}
 	s := p.slot
 	if err != nil {
 		p.ctrl.close()

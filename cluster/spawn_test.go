@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/drain"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -61,4 +62,42 @@ func TestTheLoopServesWhileAWorkerIsBeingStarted(t *testing.T) {
 	assert.Equal(t, started.Pid, ready.Pid)
 	drained := h.waitKind(ExitedPlanned)
 	assert.Equal(t, old, drained.Pid)
+}
+
+// TestAShutdownWaitsForAStartUnderWay: a start still under way when the
+// shutdown begins reads the listening sockets the master hands to its
+// worker; closing them under it is a data race (the race detector reports
+// it), and could hand the worker whatever reused the descriptor. The
+// master keeps them until the start is reported, then drains the new
+// worker with the rest and returns.
+func TestAShutdownWaitsForAStartUnderWay(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1}, behaveNormally)
+	old := h.waitReady(1)[0]
+
+	syscall.ForkLock.RLock()
+	var unlock sync.Once
+	release := func() { unlock.Do(syscall.ForkLock.RUnlock) }
+	t.Cleanup(release)
+
+	h.c.Reload()
+	h.waitLog("replacing worker")
+	h.c.Stop()
+	exited := h.waitKind(ExitedPlanned)
+	assert.Equal(t, old, exited.Pid, "the old worker drains for the shutdown")
+
+	release()
+	started := h.waitKind(Started)
+	drained := h.waitFor("the new worker's exit", func(e Event) bool {
+		return e.Pid == started.Pid && (e.Kind == ExitedPlanned || e.Kind == ExitedAccidental)
+	})
+	assert.Equal(t, ExitedPlanned, drained.Kind, "drained for the shutdown: %v", drained.Err)
+	assert.Equal(t, drain.Signal, drained.Reason)
+	select {
+	case err := <-h.runErr:
+		h.runErr <- err
+		assert.NoError(t, err)
+	case <-time.After(waitLimit):
+		t.Fatal("the master did not return")
+	}
+	assert.Empty(t, children(t))
 }
