@@ -100,6 +100,11 @@ type evSpawned struct {
 // the Started event is emitted, only when it exists (onSpawned). Until
 // then it has no pid, m.alive is false for it, and nothing signals it.
 func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
+	if reason.Valid() {
+		m.log.Debug("starting a worker", "worker", s.id, "reason", reason.String())
+	} else {
+		m.log.Debug("starting a worker", "worker", s.id)
+	}
 	p, err := m.newProc(s)
 	if err != nil {
 		m.startFailed(s, replaces, reason, err)

@@ -101,3 +101,45 @@ func TestAShutdownWaitsForAStartUnderWay(t *testing.T) {
 	}
 	assert.Empty(t, children(t))
 }
+
+// TestTheLoopServesWhileTwoWorkersAreBeingStarted: a second start asked
+// for while a first one forks must not stop the loop either. Preparing it
+// makes the worker's socket pairs, which took ForkLock for reading, and a
+// reader waits behind the fork's writer: the loop stopped until the first
+// fork was done. Here the first start waits on ForkLock, held by the test;
+// the second is a respawn after the other worker is killed.
+func TestTheLoopServesWhileTwoWorkersAreBeingStarted(t *testing.T) {
+	h := startCluster(t, Config{Workers: 2, BackoffMin: 10 * time.Millisecond}, behaveNormally)
+	bySlot := map[int]int{}
+	for range 2 {
+		e := h.waitKind(Ready)
+		bySlot[e.Worker] = e.Pid
+	}
+
+	syscall.ForkLock.RLock()
+	var unlock sync.Once
+	release := func() { unlock.Do(syscall.ForkLock.RUnlock) }
+	t.Cleanup(release)
+
+	h.c.Reload() // slot 0 first; slot 1 waits its turn in the queue
+	h.waitLog("replacing worker")
+	require.NoError(t, syscall.Kill(bySlot[1], syscall.SIGKILL))
+	h.waitFor("slot 1's respawn", func(e Event) bool { return e.Kind == Respawn && e.Worker == 1 })
+	h.waitLogCount("starting a worker", 4) // 2 at start, the replacement, the respawn
+
+	answered := make(chan []WorkerStatus, 1)
+	go func() { answered <- h.c.Status() }()
+	select {
+	case status := <-answered:
+		require.Len(t, status, 1, "only slot 0's worker exists while both forks wait")
+		assert.Equal(t, bySlot[0], status[0].Pid)
+	case <-time.After(waitLimit):
+		release()
+		t.Fatalf("Status unanswered for %v while two workers were being started: the loop waits on the first fork", waitLimit)
+	}
+
+	release()
+	for range 2 {
+		h.waitKind(Ready)
+	}
+}
