@@ -33,7 +33,7 @@ type master struct {
 	unstarted       int           // starts asked of the spawner and not yet reported (evSpawned)
 	queue           []*slot       // slots waiting for a replacement, in order
 	crashes         []time.Time   // accidental exits within the crash window
-	readyTime       time.Duration // smoothed time from asking for a start to ready: the Meter's least lead (see leads)
+	readyTime       time.Duration // smoothed time from asking for a start to ready: the Meter's least lead (see lead)
 	growth          growth        // all workers' memory growth, each Meter's WorstRate
 	recycleLag      lag           // how long workers grow after found over their limit: the Lead
 	stopping        bool
