@@ -35,7 +35,7 @@ type stressCluster struct {
 	mu      sync.Mutex
 	events  []eventlog.Event
 	live    map[int]int // pid -> slot
-	peak    uint64      // the highest VmHWM of any worker so far
+	peak    uint64      // the highest VmHWM of any worker so far, or peak at its exit
 	changed chan struct{}
 	guard   chan struct{} // closed when a worker passed guardRatio × limit
 
@@ -81,6 +81,12 @@ func (c *stressCluster) handle(e eventlog.Event) {
 		c.live[e.Pid] = e.Worker
 	case e.IsExit():
 		delete(c.live, e.Pid)
+		// An exit carries the worker's highest resident memory in its
+		// life, from the kernel: the sampling below reads VmHWM only every
+		// sampleEvery, and a worker that grew after its last reading (one
+		// leaking 200 MiB/s grows 10 MiB in 50 ms, and peaks as it exits)
+		// would be reported lower than it reached.
+		c.peak = max(c.peak, e.Memory)
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})

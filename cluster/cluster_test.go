@@ -146,6 +146,23 @@ func (h *harness) waitLog(s string) {
 	}
 }
 
+// waitLogCount waits until the master's log contains s n times.
+func (h *harness) waitLogCount(s string, n int) {
+	h.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		logs, wrote := h.logs.next()
+		if strings.Count(logs, s) >= n {
+			return
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
+			h.t.Fatalf("%q fewer than %d times in the master's log within %v", s, n, waitLimit)
+		}
+	}
+}
+
 func (h *harness) waitKind(kind EventKind) Event {
 	h.t.Helper()
 	return h.waitFor(kind.String(), func(e Event) bool { return e.Kind == kind })

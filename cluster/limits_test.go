@@ -303,3 +303,18 @@ func TestAnIdleWorkerIsSampledForTheClustersGrowth(t *testing.T) {
 	require.NoError(t, h.stop())
 	assert.Zero(t, h.count(ExitedAccidental))
 }
+
+// TestAnExitReportsTheWorkersPeakMemory: a worker that grows while it
+// drains peaks after the master's last sample of it. Its exit event
+// carries its peak from the kernel, which the benchmark harness reports
+// and from which the master learns how long workers grow after it decided
+// to replace them (lag.go).
+func TestAnExitReportsTheWorkersPeakMemory(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1}, growsWhileDraining)
+	pid := h.waitReady(1)[0]
+	h.c.Reload()
+	drained := h.waitFor("the old worker's drain", func(e Event) bool { return e.Kind == Draining && e.Pid == pid })
+	exited := h.waitFor("its exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == pid })
+	assert.GreaterOrEqual(t, exited.Memory, uint64(testWorkerRetainedMiB<<20), "the peak, reached in the drain")
+	assert.Greater(t, exited.Memory, drained.Memory, "more than the last sample")
+}

@@ -30,10 +30,12 @@ type master struct {
 
 	slots           []*slot
 	procs           map[int]*proc // by pid, every live worker process
+	unstarted       int           // starts asked of the spawner and not yet reported (evSpawned)
 	queue           []*slot       // slots waiting for a replacement, in order
 	crashes         []time.Time   // accidental exits within the crash window
-	readyTime       time.Duration // smoothed spawn-to-ready time, the Meter's lead
+	readyTime       time.Duration // smoothed time from asking for a start to ready: the Meter's least lead (see lead)
 	growth          growth        // all workers' memory growth, each Meter's WorstRate
+	recycleLag      lag           // how long workers grow after found over their limit: the Lead
 	stopping        bool
 	parked          []passedConn // hand-offs waiting for a serving worker (routeHandoff)
 	reloads         int          // SIGHUPs so far: a process spawned before the last must go
@@ -61,11 +63,14 @@ type slot struct {
 
 // proc is one worker process.
 type proc struct {
-	slot    *slot
-	pid     int
-	cmd     *exec.Cmd
-	ctrl    *link
-	handoff *net.UnixConn // the master's end of the hand-off socket
+	slot *slot
+	pid  int // zero until the process exists (onSpawned)
+	cmd  *exec.Cmd
+	// childFiles are the worker's ends of its sockets, closed once the
+	// spawner started it (or failed to).
+	childFiles []*os.File
+	ctrl       *link
+	handoff    *net.UnixConn // the master's end of the hand-off socket
 	// handoffPeer is the master's copy of the worker's end, kept so that
 	// what is queued for the worker outlives it (reclaimHandoffs).
 	handoffPeer *net.UnixConn
@@ -80,6 +85,7 @@ type proc struct {
 	meter       memory.Meter
 	ceiling     memory.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
 	sampleAt    time.Time    // when memory is next due to be sampled
+	decided     snapshot     // when it was found over its limit (see recycleLag)
 	samples     int          // memory samples taken so far
 	memory      uint64
 	inFlight    int
@@ -148,7 +154,7 @@ func (m *master) loop() error {
 	m.beatNext = time.AfterFunc(m.heartbeatInterval(), func() { m.post(evHeartbeat{}) })
 	defer m.beatNext.Stop()
 	for {
-		if m.stopping && len(m.procs) == 0 {
+		if m.stopping && len(m.procs) == 0 && m.unstarted == 0 {
 			return m.giveUpErr
 		}
 		switch ev := (<-m.events).(type) {
@@ -163,6 +169,8 @@ func (m *master) loop() error {
 				m.emit(Event{Kind: Killed, Worker: ev.p.slot.id, Pid: ev.p.pid, Err: errors.New("drain outlived DrainTimeout + KillGrace")})
 				ev.p.cmd.Process.Kill()
 			}
+		case evSpawned:
+			m.onSpawned(ev.p, ev.err)
 		case evRetry:
 			m.onRetry(ev.r)
 		case evSample:

@@ -21,7 +21,6 @@ func (m *master) onReady(p *proc) {
 	p.readyAt = time.Now()
 	took := p.readyAt.Sub(p.started)
 	m.readyTime = smooth(m.readyTime, took)
-	p.meter.Lead = m.readyTime
 	p.sampleAt = p.readyAt // sample at once: catches a worker born over its limit
 	s := p.slot
 	m.emit(Event{Kind: Ready, Worker: s.id, Pid: p.pid, Duration: took})
@@ -116,12 +115,14 @@ func (m *master) pump() {
 // process beside the workers, spawned to take over from one. A worker that
 // drains is not counted: a slow drain (a stream held to its deadline) must
 // not hold back the replacement of another worker passing its limit. It is
-// counted from the processes rather than kept by hand, so no path through
-// spawns, crashes and exits can get it wrong.
+// counted from the slots rather than kept by hand, so no path through
+// spawns, crashes and exits can get it wrong; from the slots, not from
+// m.procs, so that a replacement whose process is still being forked
+// counts too.
 func (m *master) replacing() int {
 	n := 0
-	for _, p := range m.procs {
-		if p.state == StateStarting && p.replaces != nil {
+	for _, s := range m.slots {
+		if s.next != nil && s.next.replaces != nil {
 			n++
 		}
 	}
@@ -186,7 +187,15 @@ func (m *master) stopReason() drain.Reason {
 // (systemd's socket activation, say, holds its own copy too, so that
 // connections wait for the next start): only the master's duplicates are
 // closed, and the socket keeps queueing until its other holders close it.
+//
+// A start under way reads m.files, which are its worker's ExtraFiles:
+// closed under it, the worker could inherit whatever reused the
+// descriptor. So while one is, the closing waits for it (onSpawned calls
+// this again): a fork's time, during which connections queue.
 func (m *master) stopListening() {
+	if m.unstarted > 0 {
+		return
+	}
 	for _, f := range m.files {
 		f.Close()
 	}

@@ -50,6 +50,7 @@ func (m *master) sample() {
 			p.ceiling.Limit = max(m.cfg.HardMemory, scale(bytes, float64(m.cfg.HardMemory)/float64(m.cfg.MaxMemory)))
 		}
 		p.meter.WorstRate, p.ceiling.WorstRate = worst, worst
+		p.meter.Lead = m.lead(p, now, worst)
 		over, next := p.meter.Observe(now, bytes)
 		pastCeiling, untilCeiling := p.ceiling.Observe(now, bytes)
 		switch {
@@ -69,6 +70,7 @@ func (m *master) sample() {
 			m.bornTooBig(p)
 		case over:
 			if m.enqueue(p, drain.Memory) {
+				p.decided = m.snapshot(p, now, bytes)
 				m.emit(Event{Kind: OverLimit, Worker: p.slot.id, Pid: p.pid, Reason: drain.Memory, Memory: bytes})
 			}
 		case first:
