@@ -76,6 +76,9 @@ type Proxy struct {
 
 	// queued, if set (by tests), is called after a request joins the queue.
 	queued func()
+	// idleConnTimeout is that of the backends' Transports: idleConnTimeout,
+	// or longer in tests that must see connections closed by a drain.
+	idleConnTimeout time.Duration
 }
 
 // New returns a Proxy with no backends.
@@ -84,7 +87,7 @@ func New(opts Options) *Proxy {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Proxy{opts: opts, log: log, bufs: newBufferPool()}
+	return &Proxy{opts: opts, log: log, bufs: newBufferPool(), idleConnTimeout: idleConnTimeout}
 }
 
 // ServeHTTP forwards r to a backend, waiting in the queue if none is ready.

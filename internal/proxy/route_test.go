@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"testing"
+	"time"
 )
 
 // Requests go to the backend with the fewest in flight, and in turn among
@@ -56,6 +57,8 @@ func TestRoutesToFewestInFlight(t *testing.T) {
 // the idle connections to the backend are closed after it.
 func TestDrainEndsWithLastRequest(t *testing.T) {
 	e := newEnv(t, Options{})
+	// Only the drain may close the pooled connections in this test.
+	e.p.idleConnTimeout = time.Hour
 	a, b := e.backend(1, "a"), e.backend(2, "b")
 	e.p.Add(a.id, a.addr())
 	results := make(chan result, 2)
@@ -70,8 +73,17 @@ func TestDrainEndsWithLastRequest(t *testing.T) {
 	if isClosed(done) {
 		t.Fatal("Drain's channel closed with 2 requests in flight")
 	}
-	if r := e.get("/"); r.backend != b.name {
-		t.Fatalf("request after Drain went to %q (err %v); want b", r.backend, r.err)
+	// b gets them all, even with more in flight than a.
+	toB := make(chan result, 3)
+	for range 3 {
+		go func() { toB <- e.get("/hold") }()
+		b.held(t)
+	}
+	for range 3 {
+		b.let(t)
+		if r := recv(t, toB, "a request made during the drain"); r.backend != b.name {
+			t.Fatalf("request made during the drain: %+v; want 200 from b", r)
+		}
 	}
 	for i := range 2 {
 		if isClosed(done) {
