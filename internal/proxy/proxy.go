@@ -98,17 +98,22 @@ func New(opts Options) *Proxy {
 // response header (its connection breaks, it is unreachable); 504 after
 // RequestTimeout.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, err := p.acquire(r)
-	if err != nil {
-		p.refuse(w, r, err)
-		return
-	}
-	defer b.release()
 	if r.ProtoMajor == 1 {
 		// HTTP/2 streams are full duplex already; this only fails there.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	b.rp.ServeHTTP(w, r)
+	// Each turn retires the backend that could not be dialed: the loop
+	// ends, at the latest in the queue.
+	for {
+		b, err := p.acquire(r)
+		if err != nil {
+			p.refuse(w, r, err)
+			return
+		}
+		if !b.forward(w, r) {
+			return
+		}
+	}
 }
 
 // Stats returns the number of requests backend id has in flight (tunnels
