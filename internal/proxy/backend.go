@@ -172,14 +172,15 @@ func (b *backend) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &unreached):
 		// A worker that cannot be dialed (it exited, or closed its
 		// listener) is routed around until the caller removes it.
-		if b.proxy.retire(b) {
-			b.log.Warn("backend cannot be reached: no more requests go to it", "err", err)
-		}
+		first := b.proxy.retire(b)
 		if a, ok := w.(*attempt); ok && !a.written.Load() {
+			if first {
+				b.log.Warn("backend cannot be reached: requests go to the others until it is removed", "err", err)
+			}
 			a.unreached = true
 			return
 		}
-		b.log.Warn("backend failed: 502", "method", r.Method, "path", r.URL.Path, "err", err)
+		b.log.Warn("backend failed: 502", "method", r.Method, "path", r.URL.Path, "err", err, "routed_around", first)
 		http.Error(w, "502 Bad Gateway: the worker failed", http.StatusBadGateway)
 	default:
 		b.log.Warn("backend failed: 502", "method", r.Method, "path", r.URL.Path, "err", err)
