@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -183,4 +184,61 @@ func (z *zeros) Read(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// A backend that answers before it has read the upload, then closes its
+// connection: the client gets the answer, finishes its upload, and its
+// connection serves the next request. (net/http panics on that connection
+// if the handler returns while the Transport still reads the request
+// body, golang/go#68560.)
+func TestEarlyAnswerDuringUpload(t *testing.T) {
+	e := newEnv(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served sync.WaitGroup
+	served.Add(1)
+	go func() {
+		defer served.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Reads the header only, answers, closes.
+			http.ReadRequest(bufio.NewReader(conn))
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		served.Wait()
+	})
+	e.p.Add(1, ln.Addr().String())
+
+	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	br := bufio.NewReader(conn)
+	read := func(what string) {
+		t.Helper()
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != 200 || string(body) != "early" {
+			t.Fatalf("%s: %d %q %v; want 200 early", what, res.StatusCode, body, err)
+		}
+	}
+	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nfirst")
+	read("answer during the upload")
+	io.WriteString(conn, "-half")
+	io.WriteString(conn, "GET /next HTTP/1.1\r\nHost: test\r\n\r\n")
+	read("next request on the same connection")
 }
