@@ -110,15 +110,7 @@ func New(opts Options) *Proxy {
 // never sent to a second backend, even when the Transport resends an
 // idempotent one: it may be what killed the first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && http.NewResponseController(w).EnableFullDuplex() == nil && r.Body != nil {
-		// In full duplex, the Transport may still be reading the body when
-		// ReverseProxy returns (the backend answered before the end of the
-		// upload). If that read reaches the end after the server's own
-		// end-of-request work, net/http panics and closes the client's
-		// connection (golang/go#68560). Closing the body here waits for
-		// that read, before the handler returns.
-		defer r.Body.Close()
-	}
+	duplex := fullDuplex(w, r)
 	// Each turn retires the backend that could not be dialed: the loop
 	// ends, at the latest in the queue.
 	for {
@@ -128,6 +120,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !b.forward(w, r) {
+			if duplex {
+				endDuplex(w, r)
+			}
 			return
 		}
 	}
