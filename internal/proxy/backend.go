@@ -178,6 +178,9 @@ func (b *backend) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// A worker that cannot be dialed (it exited, or closed its
 		// listener) is routed around until the caller removes it.
 		first := b.proxy.retire(b)
+		if on := b.proxy.opts.OnUnreachable; first && on != nil {
+			defer on(b.id)
+		}
 		if a, ok := w.(*attempt); ok && !a.written.Load() {
 			if first {
 				b.log.Warn("backend cannot be reached: requests go to the others until it is removed", "err", err)

@@ -55,6 +55,13 @@ type Options struct {
 	// with the id of the backend that did not answer. It may be called
 	// several times for one backend, concurrently, and should not block.
 	OnTimeout func(id int)
+	// OnUnreachable is called, once per backend, when a connection to it
+	// cannot be dialed: nothing is routed to it from then on, and the
+	// requests that could not reach it go to others. Usually the worker has
+	// just died and Remove follows; a worker that still runs has closed
+	// its listener and should be replaced. It is called in a request's
+	// goroutine and should not block. Nil: only logged.
+	OnUnreachable func(id int)
 	// Log receives the proxy's errors, each request's at most once, with
 	// the backend's id. Nil means slog.Default().
 	Log *slog.Logger
