@@ -96,9 +96,11 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 // handler runs; everything else it reads outside StateActive belongs to the
 // next request.
 //
-// A connection is handed off with at most three bytes of its next request
-// (see claim). Bytes that reach a read interrupted by a claim cancel the
-// claim: that request is served here.
+// A connection is claimed with at most three bytes of its next request
+// in the server's buffer (see claim). Bytes that reach a read interrupted
+// by a claim are kept from the server and handed off with the connection,
+// if the Handoff takes that many (CanHandoff); otherwise they cancel the
+// claim, and that request is served here.
 //
 // HTTP/1.1 pipelining is not supported across a hand-off: bytes of a
 // pipelined request that arrived with the previous one sit in the server's
@@ -126,7 +128,17 @@ func (tc *trackedConn) Read(p []byte) (int, error) {
 			tc.committed = true // interrupted by the claim with nothing read
 			return 0, errHandedOff
 		}
-		// The client's bytes won the race: its request is served here,
+		if n > 0 && tc.handoff.CanHandoff(len(tc.pending)+n) {
+			// The client's bytes won the race, but the server has not
+			// seen them: they go with the connection, and the request is
+			// served by the process it is handed to. A draining process
+			// serves nothing new, which matters most when it drains for
+			// memory: every request served here grows it further.
+			tc.pending = append(tc.pending, p[:n]...)
+			tc.committed = true
+			return 0, errHandedOff
+		}
+		// The bytes do not fit in a hand-off: the request is served here,
 		// and answered with "Connection: close".
 		tc.unclaim()
 		if n > 0 && isTimeout(err) {
