@@ -1,0 +1,417 @@
+package drain
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// h2Users is a closed-loop HTTP/2 load: every user has a transport, and so
+// a connection, of its own, as a browser or a service's pool would, and
+// sends one POST after another, pausing up to pause between them. A
+// request is retried when Go's transport took a connection or wrote it
+// more than once (counted with httptrace, as the benchmark harness does).
+type h2Users struct {
+	url   string
+	tls   bool
+	pause time.Duration
+
+	requests, failed, retried atomic.Int64
+
+	mu       sync.Mutex
+	failures []string
+	byServer map[string]int64 // requests served, by X-Served-By
+	waiter   *servedWaiter    // the one waitServed in progress
+}
+
+// servedWaiter is a waitServed in progress.
+type servedWaiter struct {
+	name string
+	n    int64
+	done chan struct{}
+}
+
+func (u *h2Users) transport() *http.Transport {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	if u.tls {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		tr.Protocols.SetHTTP2(true)
+	} else {
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return tr
+}
+
+// run drives n users until ctx ends.
+func (u *h2Users) run(ctx context.Context, n int) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr := u.transport()
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: waitLimit}
+			for ctx.Err() == nil {
+				u.one(ctx, client)
+				if u.pause > 0 {
+					select {
+					case <-ctx.Done():
+					case <-time.After(rand.N(u.pause)):
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (u *h2Users) one(ctx context.Context, client *http.Client) {
+	var conns, writes atomic.Int32
+	trace := &httptrace.ClientTrace{
+		GotConn:      func(httptrace.GotConnInfo) { conns.Add(1) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { writes.Add(1) },
+	}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), http.MethodPost, u.url, strings.NewReader("memdrain"))
+	if err != nil {
+		panic(err) // a constant URL and method
+	}
+	resp, err := client.Do(req)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err != nil && ctx.Err() != nil {
+		return // the load ended under this request
+	}
+	u.requests.Add(1)
+	if conns.Load() > 1 || writes.Load() > 1 {
+		u.retried.Add(1)
+	}
+	if err == nil && (resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2) {
+		err = &protoError{resp.Proto, resp.Status}
+	}
+	if err != nil {
+		u.failed.Add(1)
+		u.mu.Lock()
+		u.failures = append(u.failures, err.Error())
+		u.mu.Unlock()
+		return
+	}
+	name := resp.Header.Get("X-Served-By")
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.byServer == nil {
+		u.byServer = map[string]int64{}
+	}
+	u.byServer[name]++
+	if w := u.waiter; w != nil && w.name == name && u.byServer[name] == w.n {
+		close(w.done)
+		u.waiter = nil
+	}
+}
+
+// waitServed waits until server name has served n of the load's requests.
+func (u *h2Users) waitServed(t *testing.T, name string, n int64) {
+	t.Helper()
+	w := &servedWaiter{name: name, n: n, done: make(chan struct{})}
+	u.mu.Lock()
+	if u.byServer[name] >= n {
+		close(w.done)
+	} else {
+		u.waiter = w
+	}
+	u.mu.Unlock()
+	waitClosed(t, w.done, fmt.Sprintf("%d requests served by %s", n, name))
+}
+
+type protoError struct{ proto, status string }
+
+func (e *protoError) Error() string { return "unexpected " + e.proto + " " + e.status }
+
+// TestServeHTTP2ClientsRetryNothingThroughADrain: HTTP/2 clients sending
+// requests one after another on their connections while the drain starts
+// see no request refused, so Go's transport resends none. The drain sends
+// GOAWAY in two steps (RFC 9113, 6.8): a stream the client opened while
+// the first GOAWAY was on its way is still served.
+func TestServeHTTP2ClientsRetryNothingThroughADrain(t *testing.T) {
+	const (
+		users  = 48
+		drains = 3
+	)
+	for _, mode := range []struct {
+		name string
+		tls  bool
+	}{{"h2c", false}, {"h2 over TLS", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			cert := selfSigned(t)
+			configure := func(srv *http.Server) {
+				srv.Protocols = new(http.Protocols)
+				srv.Protocols.SetHTTP1(true)
+				if mode.tls {
+					srv.Protocols.SetHTTP2(true)
+					srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+				} else {
+					srv.Protocols.SetUnencryptedHTTP2(true)
+				}
+			}
+			ln := listen(t)
+			scheme := "http"
+			if mode.tls {
+				scheme = "https"
+			}
+			load := &h2Users{url: scheme + "://" + ln.Addr().String(), tls: mode.tls}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			loaded := make(chan struct{})
+			go func() {
+				defer close(loaded)
+				load.run(ctx, users)
+			}()
+
+			// Each drain hands the load from one server to the next on the
+			// one socket, as a cluster's recycle does: the next one starts,
+			// the current one drains while every user keeps sending.
+			name := func(i int) string { return string(rune('a' + i)) }
+			current := startServer(t, share(t, ln), time.Minute, tagged(name(0)), configure)
+			for i := range drains {
+				load.waitServed(t, name(i), 4*users)
+				next := startServer(t, share(t, ln), time.Minute, tagged(name(i+1)), configure)
+				current.c.Start(Manual)
+				got := current.wait(t)
+				require.NoError(t, got.err)
+				assert.False(t, got.res.DeadlineExceeded, "drain %d", i)
+				t.Logf("drain %d: %v", i, got.res.Duration)
+				current = next
+			}
+			load.waitServed(t, name(drains), 4*users)
+			cancel()
+			<-loaded
+
+			t.Logf("requests=%d failed=%d retried=%d", load.requests.Load(), load.failed.Load(), load.retried.Load())
+			assert.Zero(t, load.failed.Load(), "failures: %v", load.failures)
+			assert.Zero(t, load.retried.Load(), "requests resent by Go's transport")
+		})
+	}
+}
+
+// h2Frame is one frame as a raw HTTP/2 client reads it.
+type h2Frame struct {
+	typ, flags byte
+	stream     uint32
+	payload    []byte
+}
+
+// rawH2 is an HTTP/2 client written by hand, to see the server's frames
+// in their order: it sends the preface and its SETTINGS, acknowledges the
+// server's, and passes every other frame to the test.
+type rawH2 struct {
+	t      *testing.T
+	conn   net.Conn
+	scheme byte // HPACK's static index of :scheme
+	wmu    sync.Mutex
+	frames chan h2Frame
+}
+
+func dialRawH2(t *testing.T, addr string, overTLS bool) *rawH2 {
+	t.Helper()
+	var conn net.Conn
+	var err error
+	r := &rawH2{t: t, scheme: 0x86, frames: make(chan h2Frame, 64)} // http
+	if overTLS {
+		r.scheme = 0x87 // https
+		conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	} else {
+		conn, err = net.Dial("tcp", addr)
+	}
+	require.NoError(t, err)
+	r.conn = conn
+	t.Cleanup(func() { conn.Close() })
+	_, err = conn.Write(clientPreface)
+	require.NoError(t, err)
+	r.write(0x4, 0, 0, nil) // SETTINGS
+	go r.read()
+	return r
+}
+
+func (r *rawH2) write(typ, flags byte, stream uint32, payload []byte) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	f := make([]byte, frameHeaderLen, frameHeaderLen+len(payload))
+	f[0], f[1], f[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload))
+	f[3], f[4] = typ, flags
+	binary.BigEndian.PutUint32(f[5:], stream)
+	_, err := r.conn.Write(append(f, payload...))
+	assert.NoError(r.t, err)
+}
+
+func (r *rawH2) read() {
+	defer close(r.frames)
+	for {
+		var h [frameHeaderLen]byte
+		if _, err := io.ReadFull(r.conn, h[:]); err != nil {
+			return
+		}
+		f := h2Frame{typ: h[3], flags: h[4], stream: binary.BigEndian.Uint32(h[5:]) & (1<<31 - 1)}
+		f.payload = make([]byte, int(h[0])<<16|int(h[1])<<8|int(h[2]))
+		if _, err := io.ReadFull(r.conn, f.payload); err != nil {
+			return
+		}
+		switch {
+		case f.typ == 0x4 && f.flags&flagAck == 0:
+			r.write(0x4, flagAck, 0, nil)
+		case f.typ == 0x4, f.typ == 0x8: // SETTINGS ack, WINDOW_UPDATE
+		default:
+			r.frames <- f
+		}
+	}
+}
+
+// get opens stream id with a GET request.
+func (r *rawH2) get(id uint32) {
+	block := []byte{0x82, r.scheme, 0x84, 0x01, 9} // GET, scheme, /, :authority (literal)
+	r.write(frameHeaders, flagEndHeaders|0x1, id, append(block, "localhost"...))
+}
+
+// next returns the server's next frame.
+func (r *rawH2) next() h2Frame {
+	r.t.Helper()
+	select {
+	case f, ok := <-r.frames:
+		require.True(r.t, ok, "the server closed the connection")
+		return f
+	case <-time.After(waitLimit):
+		r.t.Fatalf("no frame from the server within %v", waitLimit)
+		return h2Frame{}
+	}
+}
+
+// response reads stream id's response, to its end.
+func (r *rawH2) response(id uint32) {
+	r.t.Helper()
+	f := r.next()
+	require.Equal(r.t, h2Frame{typ: frameHeaders, stream: id}, h2Frame{typ: f.typ, stream: f.stream}, "the response's HEADERS")
+	for f.flags&0x1 == 0 { // END_STREAM
+		f = r.next()
+		require.Equal(r.t, h2Frame{typ: frameData, stream: id}, h2Frame{typ: f.typ, stream: f.stream}, "the response's DATA")
+	}
+}
+
+// goAway reads a GOAWAY and returns its last stream id, checking NO_ERROR.
+func goAwayOf(t *testing.T, f h2Frame) uint32 {
+	t.Helper()
+	require.Equal(t, byte(frameGoAway), f.typ, "a GOAWAY, not frame type %d", f.typ)
+	require.GreaterOrEqual(t, len(f.payload), 8)
+	assert.Zero(t, binary.BigEndian.Uint32(f.payload[4:]), "NO_ERROR")
+	return binary.BigEndian.Uint32(f.payload) & (1<<31 - 1)
+}
+
+// TestServeHTTP2GoesAwayInTwoSteps follows one connection's frames through
+// the drain: GOAWAY naming the highest possible stream, a PING, and after
+// its answer the server's own GOAWAY naming the last stream it took; a
+// stream opened between the two is served. An idle connection first gets
+// PINGs alone, a busy one its GOAWAY just before its next response.
+func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
+	for _, overTLS := range []bool{false, true} {
+		for _, busy := range []bool{false, true} {
+			name := map[bool]string{false: "h2c", true: "h2 over TLS"}[overTLS] + map[bool]string{false: ", idle", true: ", busy"}[busy]
+			t.Run(name, func(t *testing.T) {
+				cert := selfSigned(t)
+				g := newGate()
+				ln := &closeWatcher{Listener: listen(t), closed: make(chan struct{})}
+				var first atomic.Bool
+				s := startServer(t, ln, time.Minute, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if busy && !first.Swap(true) {
+						g.ServeHTTP(w, r)
+						return
+					}
+					io.WriteString(w, "ok")
+				}), func(srv *http.Server) {
+					srv.Protocols = new(http.Protocols)
+					srv.Protocols.SetHTTP2(true)
+					srv.Protocols.SetUnencryptedHTTP2(true)
+					if overTLS {
+						srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+					}
+				})
+				r := dialRawH2(t, ln.Addr().String(), overTLS)
+				r.get(1)
+				if busy {
+					g.waitArrivals(t, 1)
+					s.c.Start(Manual)
+					// Serve closes its listeners once it has asked for
+					// the GOAWAY: the response is written after that.
+					waitClosed(t, ln.closed, "the listener's close")
+					close(g.open)
+				} else {
+					r.response(1)
+					s.c.Start(Manual)
+					for range idleProbes {
+						f := r.next()
+						require.Equal(t, byte(framePing), f.typ, "a PING alone on the idle connection, not frame type %d", f.typ)
+						require.Zero(t, f.flags&flagAck)
+						r.write(framePing, flagAck, 0, f.payload)
+					}
+				}
+				require.Equal(t, uint32(1<<31-1), goAwayOf(t, r.next()), "the first GOAWAY refuses no stream")
+				ping := r.next()
+				require.Equal(t, byte(framePing), ping.typ, "a PING follows the first GOAWAY")
+				r.get(3) // on its way while the client has not read the GOAWAY yet
+				r.write(framePing, flagAck, 0, ping.payload)
+				// The responses, and the server's GOAWAY once it has read
+				// the PING's answer, come in either order.
+				want := map[uint32]bool{3: true}
+				if busy {
+					want[1] = true
+				}
+				var last uint32
+				for len(want) > 0 || last == 0 {
+					f := r.next()
+					switch f.typ {
+					case frameGoAway:
+						require.Zero(t, last, "one GOAWAY from the server")
+						last = goAwayOf(t, f)
+					case frameHeaders, frameData:
+						require.True(t, want[f.stream], "a response on stream %d", f.stream)
+						if f.flags&0x1 != 0 { // END_STREAM
+							delete(want, f.stream)
+						}
+					default:
+						t.Fatalf("frame type %d", f.typ)
+					}
+				}
+				assert.Equal(t, uint32(3), last, "the server's GOAWAY names the last stream it took")
+				r.conn.Close()
+				got := s.wait(t)
+				require.NoError(t, got.err)
+				assert.False(t, got.res.DeadlineExceeded)
+			})
+		}
+	}
+}
+
+// closeWatcher is a listener that tells when it is first closed.
+type closeWatcher struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *closeWatcher) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
