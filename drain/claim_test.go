@@ -118,7 +118,7 @@ func TestAnHTTP2ConnectionWhoseHandshakeEndsDuringTheDrainGetsGoAway(t *testing.
 	require.NoError(t, err)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(waitLimit)))
 	frames := bufio.NewReader(conn)
-	for readFrameType(t, frames, conn) != 7 { // until GOAWAY
+	for readFrameType(t, frames) != 7 { // until GOAWAY
 	}
 	conn.Close()
 	assert.False(t, s.wait(t).res.DeadlineExceeded)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"time"
 )
 
 // The two-step GOAWAY of RFC 9113, section 6.8, around net/http's bundled
@@ -38,13 +39,19 @@ import (
 // GOAWAY; a client that sends nothing meanwhile is pausing, and gets it
 // then.
 //
-// No timer is involved: a client that never answers a PING keeps its
-// connection until it closes it or the drain deadline, as an HTTP/1 client
-// that never sends its next request does.
+// A PING left unanswered for pingPatience counts as answered, so that a
+// client that does not answer PINGs (against RFC 9113, 6.7), or has stopped
+// reading, still gets both GOAWAYs. That timer only sends them earlier than
+// its answer would; it closes nothing, and the drain still ends with the
+// last request and connection.
 
 // idleProbes is how many PING round trips an idle connection stays idle
 // before its first GOAWAY.
 const idleProbes = 3
+
+// pingPatience is how long a PING waits for its answer: net/http's own
+// bound on a round trip after a GOAWAY (goAwayTimeout, 1 s).
+const pingPatience = time.Second
 
 // h2Conn is an HTTP/2 connection as the bundled server reads and writes it:
 // it follows the frames both ways, puts the two-step's frames between two
@@ -76,6 +83,8 @@ type h2Conn struct {
 	idleFrom uint32              // probes when a stream last opened: those sent since count
 	sent     bool                // the first GOAWAY and its PING went out
 	acked    bool                // that PING was answered, and final called
+	deaf     bool                // a PING went unanswered for pingPatience
+	patience *time.Timer         // for the last PING sent, while unanswered
 }
 
 // h2TLSConn is an h2Conn over TLS. The server takes a connection with a
@@ -154,8 +163,12 @@ func (hc *h2Conn) clientFrame(typ, flags byte, stream uint32, head []byte) {
 	case string(head) == string(hc.ping[:]):
 		final = hc.sent && !hc.acked
 		hc.acked = true
+		hc.stopPatience()
 	case string(head[:4]) == string(hc.probe[:4]) && binary.BigEndian.Uint32(head[4:]) == hc.probes:
 		hc.answered = hc.probes
+		if !hc.sent {
+			hc.stopPatience() // the last PING sent
+		}
 		send = hc.idleLocked() // the next PING, or the GOAWAY
 	}
 	hc.mu.Unlock()
@@ -165,6 +178,44 @@ func (hc *h2Conn) clientFrame(typ, flags byte, stream uint32, head []byte) {
 	if send {
 		go hc.sendIfIdle()
 	}
+}
+
+// unanswered takes the last PING sent as answered: pingPatience passed
+// without its answer.
+func (hc *h2Conn) unanswered() {
+	var final, send bool
+	hc.mu.Lock()
+	hc.deaf = true
+	switch {
+	case hc.sent:
+		final = !hc.acked
+		hc.acked = true
+	case hc.answered != hc.probes:
+		hc.answered = hc.probes
+		send = hc.idleLocked()
+	}
+	hc.mu.Unlock()
+	if final {
+		hc.final()
+	}
+	if send {
+		hc.sendIfIdle() // in the timer's own goroutine
+	}
+}
+
+// stopPatience stops the timer of the last PING sent. Called with mu held.
+func (hc *h2Conn) stopPatience() {
+	if hc.patience != nil {
+		hc.patience.Stop()
+		hc.patience = nil
+	}
+}
+
+// close stops the timer once the server is done with the connection.
+func (hc *h2Conn) close() {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	hc.stopPatience()
 }
 
 // serverFrame sees each of the server's frames end: the ends of responses.
@@ -212,7 +263,7 @@ func (hc *h2Conn) at(next []byte) injection {
 		return injectGoAway // a response's frame: its client is waiting for it
 	case len(hc.waiting) > 0:
 		return injectNothing
-	case int(hc.answered)-int(hc.idleFrom) >= idleProbes:
+	case hc.deaf || int(hc.answered)-int(hc.idleFrom) >= idleProbes:
 		return injectGoAway
 	case hc.answered == hc.probes:
 		return injectProbe
@@ -280,6 +331,8 @@ func (hc *h2Conn) send(what injection) error {
 		binary.BigEndian.PutUint32(data[4:], hc.probes)
 		frames = pingFrame(data)
 	}
+	hc.stopPatience()
+	hc.patience = time.AfterFunc(pingPatience, hc.unanswered)
 	hc.mu.Unlock()
 	_, err := hc.Conn.Write(frames)
 	return err

@@ -404,6 +404,30 @@ func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 	}
 }
 
+// TestServeHTTP2GoesAwayToAClientThatAnswersNoPing: a client that does not
+// answer PINGs (against RFC 9113) still gets both GOAWAYs, later, and the
+// drain still ends when it leaves.
+func TestServeHTTP2GoesAwayToAClientThatAnswersNoPing(t *testing.T) {
+	ln := listen(t)
+	s := startServer(t, ln, time.Minute, tagged("a"), func(srv *http.Server) {
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	})
+	r := dialRawH2(t, ln.Addr().String(), false)
+	r.get(1)
+	r.response(1)
+	s.c.Start(Manual)
+	f := r.next()
+	require.Equal(t, byte(framePing), f.typ, "a PING alone on the idle connection, not frame type %d", f.typ)
+	require.Equal(t, uint32(1<<31-1), goAwayOf(t, r.next()), "the first GOAWAY, the PING unanswered")
+	require.Equal(t, byte(framePing), r.next().typ, "a PING follows the first GOAWAY")
+	assert.Equal(t, uint32(1), goAwayOf(t, r.next()), "the server's GOAWAY, the PING unanswered")
+	r.conn.Close()
+	got := s.wait(t)
+	require.NoError(t, got.err)
+	assert.False(t, got.res.DeadlineExceeded)
+}
+
 // closeWatcher is a listener that tells when it is first closed.
 type closeWatcher struct {
 	net.Listener

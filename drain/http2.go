@@ -27,7 +27,8 @@ import (
 // "unencrypted_http2" handler, the one through which the bundled server
 // takes a net.Conn that net/http passes it (a *tls.Conn cannot be
 // wrapped), wrapped in an h2Conn; over TLS the wrapper reports the TLS
-// state, and the server treats it as TLS.
+// state, and the server treats it as TLS. A shadow costs a few
+// microseconds and about 2 KB for each HTTP/2 connection.
 //
 // When the program configured srv.TLSNextProto itself (with
 // golang.org/x/net/http2, say, or to disable HTTP/2), srv is left alone:
@@ -125,6 +126,7 @@ func (d *h2Drain) serve(srv, hs *http.Server, under, key net.Conn, tc *tls.Conn,
 	draining := d.draining
 	d.mu.Unlock()
 	defer func() {
+		hc.close()
 		d.mu.Lock()
 		delete(d.conns, hc)
 		d.mu.Unlock()
