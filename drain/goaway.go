@@ -84,6 +84,7 @@ type h2Conn struct {
 	sent     bool                // the first GOAWAY and its PING went out
 	acked    bool                // that PING was answered, and final called
 	deaf     bool                // a PING went unanswered for pingPatience
+	pings    uint32              // PINGs sent, alone or not
 	patience *time.Timer         // for the last PING sent, while unanswered
 }
 
@@ -180,11 +181,16 @@ func (hc *h2Conn) clientFrame(typ, flags byte, stream uint32, head []byte) {
 	}
 }
 
-// unanswered takes the last PING sent as answered: pingPatience passed
-// without its answer.
-func (hc *h2Conn) unanswered() {
+// unanswered takes PING number seq as answered, if it is the last one
+// sent: pingPatience passed without its answer.
+func (hc *h2Conn) unanswered(seq uint32) {
 	var final, send bool
 	hc.mu.Lock()
+	if seq != hc.pings || hc.patience == nil {
+		hc.mu.Unlock()
+		return // answered, or followed by another, as the timer fired
+	}
+	hc.patience = nil
 	hc.deaf = true
 	switch {
 	case hc.sent:
@@ -332,7 +338,9 @@ func (hc *h2Conn) send(what injection) error {
 		frames = pingFrame(data)
 	}
 	hc.stopPatience()
-	hc.patience = time.AfterFunc(pingPatience, hc.unanswered)
+	hc.pings++
+	seq := hc.pings
+	hc.patience = time.AfterFunc(pingPatience, func() { hc.unanswered(seq) })
 	hc.mu.Unlock()
 	_, err := hc.Conn.Write(frames)
 	return err
