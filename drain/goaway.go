@@ -27,35 +27,32 @@ import (
 //
 // The first GOAWAY must also not reach a client between its picking the
 // connection for a request and opening the request's stream: Go's
-// transport then resends the request on another connection. A client that
-// sends one request at a time is safe while it waits for a response, so on
-// a connection with a response still to come the first GOAWAY goes just
-// before the next frame of a response (DATA or HEADERS). An idle
-// connection's client may be anywhere, in that window too, so it is sent
-// PINGs alone, one after the other, and the first GOAWAY goes out once
-// idleProbes of them came back while the connection stayed idle. A client
-// between two requests sends its next one within these round trips (in
-// which its own goroutines run), and that request's response carries the
-// GOAWAY; a client that sends nothing meanwhile is pausing, and gets it
-// then.
+// transport then resends the request on another connection, and no frame
+// the server sends can prevent it. A client that sends one request at a
+// time is safe while it waits for a response, so the first GOAWAY goes
+// just before the next frame of a response (DATA or HEADERS). An idle
+// connection (no response to come) waits for its client's next request,
+// whose response then carries it, or quietWait, after which its client is
+// taken to be pausing, and is sent it.
 //
-// A PING left unanswered for pingPatience counts as answered, so that a
-// client that does not answer PINGs (against RFC 9113, 6.7), or has stopped
-// reading, still gets both GOAWAYs. That timer only sends them earlier than
-// its answer would; it closes nothing, and the drain still ends with the
-// last request and connection.
+// Two timers decide when a frame is sent; neither closes anything, and the
+// drain still ends with its last request and connection. A PING left
+// unanswered for pingPatience counts as answered, so that a client that
+// does not answer PINGs (against RFC 9113, 6.7), or has stopped reading,
+// still gets the server's GOAWAY.
 
-// idleProbes is how many PING round trips an idle connection stays idle
-// before its first GOAWAY.
-const idleProbes = 3
-
-// pingPatience is how long a PING waits for its answer: net/http's own
-// bound on a round trip after a GOAWAY (goAwayTimeout, 1 s).
-const pingPatience = time.Second
+const (
+	// quietWait is how long an idle connection waits for its client's next
+	// request before its first GOAWAY.
+	quietWait = time.Second
+	// pingPatience is how long a PING waits for its answer: net/http's own
+	// bound on a round trip after a GOAWAY (goAwayTimeout, 1 s).
+	pingPatience = time.Second
+)
 
 // h2Conn is an HTTP/2 connection as the bundled server reads and writes it:
 // it follows the frames both ways, puts the two-step's frames between two
-// of the server's, and sees the client's PING answers. The server ignores
+// of the server's, and sees the client's PING answer. The server ignores
 // an answer to a PING it did not send (processPing in net/http's
 // h2_bundle.go).
 type h2Conn struct {
@@ -63,7 +60,6 @@ type h2Conn struct {
 	key      net.Conn // the connection as http.Server's ConnState reports it
 	final    func()   // makes the server send its own GOAWAY; see http2GoAway
 	ping     [8]byte  // the data of the PING that follows the first GOAWAY
-	probe    [8]byte  // the data of the PINGs alone, numbered in the last 4 bytes
 
 	// preface: the client's preface is still to be read, here rather than
 	// by the server (over TLS; for h2c net/http has read it). Used by the
@@ -74,18 +70,15 @@ type h2Conn struct {
 	wmu sync.Mutex   // held through every write: the server's and the two-step's
 	out frameScanner // the server's frames; guarded by wmu
 
-	mu       sync.Mutex
-	asked    bool                // the drain started: send the two-step GOAWAY
-	waiting  map[uint32]struct{} // streams whose response has not ended
-	lastID   uint32              // the highest stream the client opened
-	probes   uint32              // PINGs alone sent
-	answered uint32              // the last of them answered
-	idleFrom uint32              // probes when a stream last opened: those sent since count
-	sent     bool                // the first GOAWAY and its PING went out
-	acked    bool                // that PING was answered, and final called
-	deaf     bool                // a PING went unanswered for pingPatience
-	pings    uint32              // PINGs sent, alone or not
-	patience *time.Timer         // for the last PING sent, while unanswered
+	mu      sync.Mutex
+	asked   bool                // the drain started: send the two-step GOAWAY
+	waiting map[uint32]struct{} // streams whose response has not ended
+	lastID  uint32              // the highest stream the client opened
+	quiet   bool                // idle for quietWait since asked: send the first GOAWAY
+	sent    bool                // the first GOAWAY and its PING went out
+	acked   bool                // that PING was answered (or not in time), and final called
+	timer   *time.Timer         // quietWait, then pingPatience
+	timers  uint32              // timers started: the current one's number
 }
 
 // h2TLSConn is an h2Conn over TLS. The server takes a connection with a
@@ -115,8 +108,6 @@ func h2ConnOf(conn net.Conn) *h2Conn {
 func newH2Conn(under, key net.Conn, final func(), readPreface bool) *h2Conn {
 	hc := &h2Conn{Conn: under, key: key, final: final, preface: readPreface, waiting: make(map[uint32]struct{})}
 	binary.BigEndian.PutUint64(hc.ping[:], rand.Uint64())
-	hc.probe = hc.ping
-	hc.probe[0] ^= 0xff // never the GOAWAY's PING
 	hc.in.onFrame = hc.clientFrame
 	hc.out.onFrame = hc.serverFrame
 	return hc
@@ -128,7 +119,7 @@ var errBadPreface = errors.New("drain: HTTP/2 client sent a bad preface")
 
 // Read passes the client's frames to the server, and follows them. The
 // server reads a frame's header, then its payload, and the next frame only
-// after it has processed this one: when a PING answer's bytes are read,
+// after it has processed this one: when the PING answer's bytes are read,
 // every stream the client opened before it has been seen.
 func (hc *h2Conn) Read(p []byte) (int, error) {
 	if hc.preface {
@@ -148,72 +139,92 @@ func (hc *h2Conn) Read(p []byte) (int, error) {
 }
 
 // clientFrame sees each of the client's frames end: streams opened and
-// reset, and the answers to the PINGs.
+// reset, and the answer to the PING.
 func (hc *h2Conn) clientFrame(typ, flags byte, stream uint32, head []byte) {
-	var final, send bool
+	final := false
 	hc.mu.Lock()
 	switch {
 	case typ == frameHeaders && stream > hc.lastID:
 		hc.lastID = stream
 		hc.waiting[stream] = struct{}{}
-		hc.idleFrom = hc.probes // the client is not pausing: count again
 	case typ == frameRSTStream:
 		delete(hc.waiting, stream)
-		send = hc.idleLocked()
-	case typ != framePing || flags&flagAck == 0 || len(head) != 8:
-	case string(head) == string(hc.ping[:]):
+		hc.idledLocked()
+	case typ == framePing && flags&flagAck != 0 && string(head) == string(hc.ping[:]):
 		final = hc.sent && !hc.acked
 		hc.acked = true
-		hc.stopPatience()
-	case string(head[:4]) == string(hc.probe[:4]) && binary.BigEndian.Uint32(head[4:]) == hc.probes:
-		hc.answered = hc.probes
-		if !hc.sent {
-			hc.stopPatience() // the last PING sent
-		}
-		send = hc.idleLocked() // the next PING, or the GOAWAY
+		hc.stopTimer()
 	}
 	hc.mu.Unlock()
 	if final {
 		hc.final() // returns at once; the GOAWAY goes out from the server's loop
 	}
-	if send {
-		go hc.sendIfIdle()
+}
+
+// serverFrame sees each of the server's frames end: the ends of responses.
+// Called with wmu held.
+func (hc *h2Conn) serverFrame(typ, flags byte, stream uint32, _ []byte) {
+	if typ == frameRSTStream || (typ == frameData || typ == frameHeaders) && flags&flagEndStream != 0 {
+		hc.mu.Lock()
+		delete(hc.waiting, stream)
+		hc.idledLocked()
+		hc.mu.Unlock()
 	}
 }
 
-// unanswered takes PING number seq as answered, if it is the last one
-// sent: pingPatience passed without its answer.
-func (hc *h2Conn) unanswered(seq uint32) {
-	var final, send bool
+// idledLocked starts quietWait on a connection that has no response to
+// come and still wants its first GOAWAY. Called with mu held.
+func (hc *h2Conn) idledLocked() {
+	if hc.asked && !hc.sent && !hc.quiet && hc.timer == nil && len(hc.waiting) == 0 {
+		hc.startTimer(quietWait, hc.quietPassed)
+	}
+}
+
+// quietPassed sends the first GOAWAY to a connection that stayed idle for
+// quietWait: its client is pausing.
+func (hc *h2Conn) quietPassed() {
 	hc.mu.Lock()
-	if seq != hc.pings || hc.patience == nil {
-		hc.mu.Unlock()
-		return // answered, or followed by another, as the timer fired
-	}
-	hc.patience = nil
-	hc.deaf = true
-	switch {
-	case hc.sent:
-		final = !hc.acked
-		hc.acked = true
-	case hc.answered != hc.probes:
-		hc.answered = hc.probes
-		send = hc.idleLocked()
-	}
+	hc.quiet = true
+	hc.mu.Unlock()
+	hc.sendIfIdle()
+}
+
+// unanswered takes the PING as answered: pingPatience passed without its
+// answer.
+func (hc *h2Conn) unanswered() {
+	hc.mu.Lock()
+	final := !hc.acked
+	hc.acked = true
 	hc.mu.Unlock()
 	if final {
 		hc.final()
 	}
-	if send {
-		hc.sendIfIdle() // in the timer's own goroutine
-	}
 }
 
-// stopPatience stops the timer of the last PING sent. Called with mu held.
-func (hc *h2Conn) stopPatience() {
-	if hc.patience != nil {
-		hc.patience.Stop()
-		hc.patience = nil
+// startTimer runs f in d, unless another timer is started or this one is
+// stopped first. Called with mu held.
+func (hc *h2Conn) startTimer(d time.Duration, f func()) {
+	hc.stopTimer()
+	hc.timers++
+	n := hc.timers
+	hc.timer = time.AfterFunc(d, func() {
+		hc.mu.Lock()
+		current := n == hc.timers && hc.timer != nil
+		if current {
+			hc.timer = nil
+		}
+		hc.mu.Unlock()
+		if current {
+			f()
+		}
+	})
+}
+
+// stopTimer stops the current timer. Called with mu held.
+func (hc *h2Conn) stopTimer() {
+	if hc.timer != nil {
+		hc.timer.Stop()
+		hc.timer = nil
 	}
 }
 
@@ -221,34 +232,8 @@ func (hc *h2Conn) stopPatience() {
 func (hc *h2Conn) close() {
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
-	hc.stopPatience()
+	hc.stopTimer()
 }
-
-// serverFrame sees each of the server's frames end: the ends of responses.
-// Called with wmu held.
-func (hc *h2Conn) serverFrame(typ, flags byte, stream uint32, _ []byte) {
-	switch {
-	case typ == frameRSTStream, (typ == frameData || typ == frameHeaders) && flags&flagEndStream != 0:
-		hc.mu.Lock()
-		delete(hc.waiting, stream)
-		hc.mu.Unlock()
-	}
-}
-
-// idleLocked reports whether the first GOAWAY is still wanted on a
-// connection with no response to come. Called with mu held.
-func (hc *h2Conn) idleLocked() bool {
-	return hc.asked && !hc.sent && len(hc.waiting) == 0
-}
-
-// injection is what the two-step puts into the server's output.
-type injection int
-
-const (
-	injectNothing injection = iota
-	injectProbe             // a PING alone
-	injectGoAway            // the first GOAWAY and its PING
-)
 
 // wanted reports whether the first GOAWAY is still to be sent.
 func (hc *h2Conn) wanted() bool {
@@ -257,28 +242,22 @@ func (hc *h2Conn) wanted() bool {
 	return hc.asked && !hc.sent
 }
 
-// at says what goes before next, the header of the server's next frame
-// (nil: unknown, or none yet).
-func (hc *h2Conn) at(next []byte) injection {
+// goesBefore reports whether the first GOAWAY goes before next, the header
+// of the server's next frame (nil: unknown, or none yet).
+func (hc *h2Conn) goesBefore(next []byte) bool {
 	hc.mu.Lock()
 	defer hc.mu.Unlock()
 	switch {
 	case !hc.asked || hc.sent:
-		return injectNothing
+		return false
 	case next != nil && (next[3] == frameData || next[3] == frameHeaders):
-		return injectGoAway // a response's frame: its client is waiting for it
-	case len(hc.waiting) > 0:
-		return injectNothing
-	case hc.deaf || int(hc.answered)-int(hc.idleFrom) >= idleProbes:
-		return injectGoAway
-	case hc.answered == hc.probes:
-		return injectProbe
+		return true // a response's frame: its client is waiting for it
 	}
-	return injectNothing // a PING's answer is awaited
+	return hc.quiet && len(hc.waiting) == 0
 }
 
-// Write passes the server's frames on, with the two-step's frames between
-// two of them where they belong (see at).
+// Write passes the server's frames on, with the first GOAWAY and its PING
+// between two of them where they belong (see goesBefore).
 func (hc *h2Conn) Write(p []byte) (int, error) {
 	hc.wmu.Lock()
 	defer hc.wmu.Unlock()
@@ -286,12 +265,8 @@ func (hc *h2Conn) Write(p []byte) (int, error) {
 		hc.out.feed(p, nil)
 		return hc.Conn.Write(p)
 	}
-	what := injectNothing
 	at, found := hc.out.feed(p, func(next []byte) bool {
-		if hc.canSend() {
-			what = hc.at(next)
-		}
-		return what != injectNothing
+		return hc.canSend() && hc.goesBefore(next)
 	})
 	if !found {
 		return hc.Conn.Write(p)
@@ -303,7 +278,7 @@ func (hc *h2Conn) Write(p []byte) (int, error) {
 			return n, err
 		}
 	}
-	if err := hc.send(what); err != nil {
+	if err := hc.send(); err != nil {
 		return n, err
 	}
 	if at == len(p) {
@@ -322,27 +297,14 @@ func (hc *h2Conn) canSend() bool {
 	return hc.out.frames > 0 && hc.out.goAways == 0 && hc.out.between()
 }
 
-// send writes the injection's frames. Called with wmu held, where
+// send writes the first GOAWAY and its PING. Called with wmu held, where
 // canSend.
-func (hc *h2Conn) send(what injection) error {
-	var frames []byte
+func (hc *h2Conn) send() error {
 	hc.mu.Lock()
-	// Recorded even if the write fails: the connection is broken then.
-	if what == injectGoAway {
-		hc.sent = true
-		frames = append(goAwayFrame(1<<31-1), pingFrame(hc.ping)...) // no stream refused
-	} else {
-		hc.probes++
-		data := hc.probe
-		binary.BigEndian.PutUint32(data[4:], hc.probes)
-		frames = pingFrame(data)
-	}
-	hc.stopPatience()
-	hc.pings++
-	seq := hc.pings
-	hc.patience = time.AfterFunc(pingPatience, func() { hc.unanswered(seq) })
+	hc.sent = true // even if the write fails: the connection is broken then
+	hc.startTimer(pingPatience, hc.unanswered)
 	hc.mu.Unlock()
-	_, err := hc.Conn.Write(frames)
+	_, err := hc.Conn.Write(append(goAwayFrame(1<<31-1), pingFrame(hc.ping)...)) // no stream refused
 	return err
 }
 
@@ -353,29 +315,26 @@ func (hc *h2Conn) isAsked() bool {
 	return hc.asked
 }
 
-// goAway asks for the two-step GOAWAY.
+// goAway asks for the two-step GOAWAY: before the next response's frame,
+// or once the connection stayed idle for quietWait.
 func (hc *h2Conn) goAway() {
 	hc.mu.Lock()
-	first := !hc.asked
-	hc.asked = true
-	idle := hc.idleLocked()
-	hc.mu.Unlock()
-	if first && idle {
-		go hc.sendIfIdle()
+	defer hc.mu.Unlock()
+	if !hc.asked {
+		hc.asked = true
+		hc.idledLocked()
 	}
 }
 
-// sendIfIdle sends what the two-step wants on an idle connection where
-// the server's output stands, if frames may go there. Otherwise the
-// server's next write sends it, or nothing does (see canSend). It runs in
-// a goroutine of its own: a write may wait on the client.
+// sendIfIdle sends the first GOAWAY and its PING, if they are still wanted
+// on an idle connection and frames may go where the server's output
+// stands. Otherwise the server's next write sends them, or nothing does
+// (see canSend). A write may wait on the client: the caller is a goroutine
+// of its own.
 func (hc *h2Conn) sendIfIdle() {
 	hc.wmu.Lock()
 	defer hc.wmu.Unlock()
-	if !hc.canSend() {
-		return
-	}
-	if what := hc.at(nil); what != injectNothing {
-		_ = hc.send(what) // an error is the server's to see on its next write
+	if hc.canSend() && hc.goesBefore(nil) {
+		_ = hc.send() // an error is the server's to see on its next write
 	}
 }

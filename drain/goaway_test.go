@@ -22,9 +22,10 @@ import (
 
 // h2Users is a closed-loop HTTP/2 load: every user has a transport, and so
 // a connection, of its own, as a browser or a service's pool would, and
-// sends one POST after another, pausing up to pause between them. A
-// request is retried when Go's transport took a connection or wrote it
-// more than once (counted with httptrace, as the benchmark harness does).
+// sends one POST after another; every other user pauses up to pause
+// between them, so that its connection is idle at most moments. A request
+// is retried when Go's transport took a connection or wrote it more than
+// once (counted with httptrace, as the benchmark harness does).
 type h2Users struct {
 	url   string
 	tls   bool
@@ -59,7 +60,7 @@ func (u *h2Users) transport() *http.Transport {
 // run drives n users until ctx ends.
 func (u *h2Users) run(ctx context.Context, n int) {
 	var wg sync.WaitGroup
-	for range n {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -68,7 +69,7 @@ func (u *h2Users) run(ctx context.Context, n int) {
 			client := &http.Client{Transport: tr, Timeout: waitLimit}
 			for ctx.Err() == nil {
 				u.one(ctx, client)
-				if u.pause > 0 {
+				if i%2 == 1 && u.pause > 0 {
 					select {
 					case <-ctx.Done():
 					case <-time.After(rand.N(u.pause)):
@@ -144,10 +145,12 @@ type protoError struct{ proto, status string }
 func (e *protoError) Error() string { return "unexpected " + e.proto + " " + e.status }
 
 // TestServeHTTP2ClientsRetryNothingThroughADrain: HTTP/2 clients sending
-// requests one after another on their connections while the drain starts
-// see no request refused, so Go's transport resends none. The drain sends
-// GOAWAY in two steps (RFC 9113, 6.8): a stream the client opened while
-// the first GOAWAY was on its way is still served.
+// requests one after another on their connections, with pauses or not,
+// while the drain starts, see no request refused or turned away, so Go's
+// transport resends none. The drain sends GOAWAY in two steps (RFC 9113,
+// 6.8), so that a stream the client opened while the first GOAWAY was on
+// its way is still served, and sends the first one while the client waits
+// for a response.
 func TestServeHTTP2ClientsRetryNothingThroughADrain(t *testing.T) {
 	const (
 		users  = 48
@@ -174,7 +177,7 @@ func TestServeHTTP2ClientsRetryNothingThroughADrain(t *testing.T) {
 			if mode.tls {
 				scheme = "https"
 			}
-			load := &h2Users{url: scheme + "://" + ln.Addr().String(), tls: mode.tls}
+			load := &h2Users{url: scheme + "://" + ln.Addr().String(), tls: mode.tls, pause: 300 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			loaded := make(chan struct{})
@@ -305,7 +308,7 @@ func (r *rawH2) response(id uint32) {
 	r.t.Helper()
 	f := r.next()
 	require.Equal(r.t, h2Frame{typ: frameHeaders, stream: id}, h2Frame{typ: f.typ, stream: f.stream}, "the response's HEADERS")
-	for f.flags&0x1 == 0 { // END_STREAM
+	for f.flags&flagEndStream == 0 {
 		f = r.next()
 		require.Equal(r.t, h2Frame{typ: frameData, stream: id}, h2Frame{typ: f.typ, stream: f.stream}, "the response's DATA")
 	}
@@ -323,19 +326,20 @@ func goAwayOf(t *testing.T, f h2Frame) uint32 {
 // TestServeHTTP2GoesAwayInTwoSteps follows one connection's frames through
 // the drain: GOAWAY naming the highest possible stream, a PING, and after
 // its answer the server's own GOAWAY naming the last stream it took; a
-// stream opened between the two is served. An idle connection first gets
-// PINGs alone, a busy one its GOAWAY just before its next response.
+// stream opened between the two is served. A busy connection gets the
+// first GOAWAY just before its next response; an idle one before the
+// response to its next request, or, its client quiet, a moment later.
 func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 	for _, overTLS := range []bool{false, true} {
-		for _, busy := range []bool{false, true} {
-			name := map[bool]string{false: "h2c", true: "h2 over TLS"}[overTLS] + map[bool]string{false: ", idle", true: ", busy"}[busy]
+		for _, when := range []string{"busy", "idle, next request", "idle, quiet"} {
+			name := map[bool]string{false: "h2c, ", true: "h2 over TLS, "}[overTLS] + when
 			t.Run(name, func(t *testing.T) {
 				cert := selfSigned(t)
 				g := newGate()
 				ln := &closeWatcher{Listener: listen(t), closed: make(chan struct{})}
 				var first atomic.Bool
 				s := startServer(t, ln, time.Minute, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					if busy && !first.Swap(true) {
+					if when == "busy" && !first.Swap(true) {
 						g.ServeHTTP(w, r)
 						return
 					}
@@ -350,51 +354,25 @@ func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 				})
 				r := dialRawH2(t, ln.Addr().String(), overTLS)
 				r.get(1)
-				if busy {
+				if when == "busy" {
 					g.waitArrivals(t, 1)
-					s.c.Start(Manual)
-					// Serve closes its listeners once it has asked for
-					// the GOAWAY: the response is written after that.
-					waitClosed(t, ln.closed, "the listener's close")
-					close(g.open)
 				} else {
 					r.response(1)
-					s.c.Start(Manual)
-					for range idleProbes {
-						f := r.next()
-						require.Equal(t, byte(framePing), f.typ, "a PING alone on the idle connection, not frame type %d", f.typ)
-						require.Zero(t, f.flags&flagAck)
-						r.write(framePing, flagAck, 0, f.payload)
-					}
 				}
-				require.Equal(t, uint32(1<<31-1), goAwayOf(t, r.next()), "the first GOAWAY refuses no stream")
-				ping := r.next()
-				require.Equal(t, byte(framePing), ping.typ, "a PING follows the first GOAWAY")
-				r.get(3) // on its way while the client has not read the GOAWAY yet
-				r.write(framePing, flagAck, 0, ping.payload)
-				// The responses, and the server's GOAWAY once it has read
-				// the PING's answer, come in either order.
-				want := map[uint32]bool{3: true}
-				if busy {
-					want[1] = true
+				s.c.Start(Manual)
+				// Serve closes its listeners once it has asked for the
+				// GOAWAY: what the client sends from now on comes after.
+				waitClosed(t, ln.closed, "the listener's close")
+				switch when {
+				case "busy":
+					close(g.open)
+					r.twoStep(5, 1)
+				case "idle, next request":
+					r.get(3)
+					r.twoStep(5, 3)
+				default:
+					r.twoStep(5)
 				}
-				var last uint32
-				for len(want) > 0 || last == 0 {
-					f := r.next()
-					switch f.typ {
-					case frameGoAway:
-						require.Zero(t, last, "one GOAWAY from the server")
-						last = goAwayOf(t, f)
-					case frameHeaders, frameData:
-						require.True(t, want[f.stream], "a response on stream %d", f.stream)
-						if f.flags&0x1 != 0 { // END_STREAM
-							delete(want, f.stream)
-						}
-					default:
-						t.Fatalf("frame type %d", f.typ)
-					}
-				}
-				assert.Equal(t, uint32(3), last, "the server's GOAWAY names the last stream it took")
 				r.conn.Close()
 				got := s.wait(t)
 				require.NoError(t, got.err)
@@ -404,9 +382,44 @@ func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 	}
 }
 
+// twoStep reads the first GOAWAY and its PING, opens stream inFlight as
+// if it had not read them yet, answers the PING, and reads the responses
+// of inFlight and of the streams answered, and the server's GOAWAY, which
+// must name inFlight.
+func (r *rawH2) twoStep(inFlight uint32, answered ...uint32) {
+	t := r.t
+	t.Helper()
+	require.Equal(t, uint32(1<<31-1), goAwayOf(t, r.next()), "the first GOAWAY refuses no stream")
+	ping := r.next()
+	require.Equal(t, byte(framePing), ping.typ, "a PING follows the first GOAWAY")
+	r.get(inFlight)
+	r.write(framePing, flagAck, 0, ping.payload)
+	want := map[uint32]bool{inFlight: true}
+	for _, id := range answered {
+		want[id] = true
+	}
+	var last uint32
+	for len(want) > 0 || last == 0 {
+		f := r.next()
+		switch f.typ {
+		case frameGoAway:
+			require.Zero(t, last, "one GOAWAY from the server")
+			last = goAwayOf(t, f)
+		case frameHeaders, frameData:
+			require.True(t, want[f.stream], "a response on stream %d", f.stream)
+			if f.flags&flagEndStream != 0 {
+				delete(want, f.stream)
+			}
+		default:
+			t.Fatalf("frame type %d", f.typ)
+		}
+	}
+	assert.Equal(t, inFlight, last, "the server's GOAWAY names the last stream it took")
+}
+
 // TestServeHTTP2GoesAwayToAClientThatAnswersNoPing: a client that does not
-// answer PINGs (against RFC 9113) still gets both GOAWAYs, later, and the
-// drain still ends when it leaves.
+// answer PINGs (against RFC 9113) still gets the server's GOAWAY, later,
+// and the drain still ends when it leaves.
 func TestServeHTTP2GoesAwayToAClientThatAnswersNoPing(t *testing.T) {
 	ln := listen(t)
 	s := startServer(t, ln, time.Minute, tagged("a"), func(srv *http.Server) {
@@ -417,9 +430,7 @@ func TestServeHTTP2GoesAwayToAClientThatAnswersNoPing(t *testing.T) {
 	r.get(1)
 	r.response(1)
 	s.c.Start(Manual)
-	f := r.next()
-	require.Equal(t, byte(framePing), f.typ, "a PING alone on the idle connection, not frame type %d", f.typ)
-	require.Equal(t, uint32(1<<31-1), goAwayOf(t, r.next()), "the first GOAWAY, the PING unanswered")
+	require.Equal(t, uint32(1<<31-1), goAwayOf(t, r.next()), "the first GOAWAY")
 	require.Equal(t, byte(framePing), r.next().typ, "a PING follows the first GOAWAY")
 	assert.Equal(t, uint32(1), goAwayOf(t, r.next()), "the server's GOAWAY, the PING unanswered")
 	r.conn.Close()
