@@ -32,17 +32,17 @@ type scenario struct {
 
 // scenarios are the stress part's rows, in the order they run. The gated
 // ones fail the run, the smoke run included, when they miss their target:
-// every scenario of no lost request, and the standard leak's limit. The
-// HTTP/2 rows are not gated, for their GOAWAY resends (see bench/README.md),
-// nor are the fast leak and the slow drain, whose highest RSS on a shared
-// 2-core machine depends on its load.
+// every scenario of no lost request (HTTP/2 included, since the drain's
+// two-step GOAWAY), and the standard leak's limit. The fast leak and the
+// slow drain are not, for their highest RSS on a shared 2-core machine
+// depends on its load.
 var scenarios = []scenario{
 	{key: "reload", gate: true, name: "reload (SIGHUP), keep-alive POST clients", run: reloadScenario},
 	{key: "late-first-byte", gate: true, name: "late first byte (150 ms), recycles", run: lateFirstByteScenario},
 	{key: "slow-handshake", gate: true, name: "slow TLS handshake (150 ms), recycles", run: slowHandshakeScenario},
 	{key: "latency", gate: true, name: "keep-alive POSTs over 50 ms latency, recycles", run: latencyScenario},
-	{key: "h2c", name: "HTTP/2 h2c with pauses, recycles", run: h2cScenario},
-	{key: "h2-tls", name: "HTTP/2 over TLS with pauses, recycles", run: h2TLSScenario},
+	{key: "h2c", gate: true, name: "HTTP/2 h2c with pauses, recycles", run: h2cScenario},
+	{key: "h2-tls", gate: true, name: "HTTP/2 over TLS with pauses, recycles", run: h2TLSScenario},
 	{key: "fast-leak", name: "fast leak, ~200 MiB/s a worker", run: fastLeakScenario},
 	{key: "standard-leak", name: "standard leak, ~20 MiB/s a worker", gate: true, run: standardLeakScenario},
 	{key: "slow-drain", name: "recycle during a slow drain", run: slowDrainScenario},

@@ -38,9 +38,7 @@ type connTracker struct {
 	open     map[net.Conn]*trackedConn // by the connection the server reports
 }
 
-// newConnTracker returns c's tracker. The second argument, the HTTP/2
-// GOAWAY that Serve calls itself, is not needed here any more.
-func newConnTracker(c *Controller, _ func()) *connTracker {
+func newConnTracker(c *Controller) *connTracker {
 	return &connTracker{c: c, open: make(map[net.Conn]*trackedConn)}
 }
 
