@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memdrain/memdrain/internal/gate"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -103,14 +103,14 @@ func TestARequestTooBigForAHandoffIsServedHere(t *testing.T) {
 // handler that writes nothing still answers "Connection: close".
 func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T) {
 	ln := listen(t)
-	g := gate.New()
+	g := testkit.New()
 	mux := http.NewServeMux()
 	mux.Handle("/hold", g)
 	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
 	s := startServer(t, ln, time.Minute, mux)
 	held := make(chan error, 1)
 	go func() {
-		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String()+"/hold")
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String()+"/hold")
 		held <- err
 	}()
 	g.WaitArrivals(t, 1, waitLimit)
@@ -130,7 +130,7 @@ func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T
 func TestAnHTTP2ConnectionWhoseHandshakeEndsDuringTheDrainGetsGoAway(t *testing.T) {
 	ln := listen(t)
 	cert := selfSigned(t)
-	s := startServer(t, ln, time.Minute, tagged("a"), func(srv *http.Server) {
+	s := startServer(t, ln, time.Minute, testkit.Tagged("a"), func(srv *http.Server) {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 	})
 	raw, err := net.Dial("tcp", ln.Addr().String())

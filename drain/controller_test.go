@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -26,24 +27,6 @@ func newController(t testing.TB, timeout time.Duration) *Controller {
 	return c
 }
 
-func waitClosed(t testing.TB, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitLimit):
-		t.Fatalf("%s did not happen within %v", what, waitLimit)
-	}
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 func TestNewDefaultsAndRejectsNegativeTimeout(t *testing.T) {
 	c, err := New(Config{})
 	require.NoError(t, err)
@@ -58,8 +41,8 @@ func TestNewDefaultsAndRejectsNegativeTimeout(t *testing.T) {
 func TestStartWithNothingInFlightEndsAtOnce(t *testing.T) {
 	c := newController(t, time.Minute)
 	assert.True(t, c.Start(Memory))
-	assert.True(t, isClosed(c.Draining()))
-	assert.True(t, isClosed(c.Done()), "Done must be closed before Start returns")
+	assert.True(t, testkit.IsClosed(c.Draining()))
+	assert.True(t, testkit.IsClosed(c.Done()), "Done must be closed before Start returns")
 	res := c.Result()
 	assert.Equal(t, Memory, res.Reason)
 	assert.False(t, res.DeadlineExceeded)
@@ -71,12 +54,12 @@ func TestLastReleaseEndsTheDrain(t *testing.T) {
 	require.True(t, c.Acquire())
 	require.True(t, c.Acquire())
 	c.Start(Signal)
-	assert.False(t, isClosed(c.Done()))
+	assert.False(t, testkit.IsClosed(c.Done()))
 	assert.Equal(t, 2, c.InFlight())
 	c.Release()
-	assert.False(t, isClosed(c.Done()), "one unit is still in flight")
+	assert.False(t, testkit.IsClosed(c.Done()), "one unit is still in flight")
 	c.Release()
-	assert.True(t, isClosed(c.Done()), "the last Release must close Done before it returns")
+	assert.True(t, testkit.IsClosed(c.Done()), "the last Release must close Done before it returns")
 	assert.Equal(t, Signal, c.Result().Reason)
 }
 
@@ -86,9 +69,9 @@ func TestWorkAcquiredDuringTheDrainHoldsItOpen(t *testing.T) {
 	c.Start(Manual)
 	require.True(t, c.Acquire(), "work may still arrive during a drain")
 	c.Release()
-	assert.False(t, isClosed(c.Done()))
+	assert.False(t, testkit.IsClosed(c.Done()))
 	c.Release()
-	assert.True(t, isClosed(c.Done()))
+	assert.True(t, testkit.IsClosed(c.Done()))
 }
 
 func TestAcquireAfterTheDrainEndedIsRefused(t *testing.T) {
@@ -120,7 +103,7 @@ func TestDeadlineEndsADrainThatNeverFinishes(t *testing.T) {
 		require.True(t, c.Acquire())
 	}
 	c.Start(Age)
-	waitClosed(t, c.Done(), "the deadline")
+	testkit.WaitClosed(t, c.Done(), "the deadline")
 	res := c.Result()
 	assert.True(t, res.DeadlineExceeded)
 	assert.Equal(t, 3, res.Abandoned)
@@ -164,11 +147,11 @@ func TestHooksRunOnceInOrderAndHoldTheDrainOpen(t *testing.T) {
 		c.Start(Signal)
 		close(hookDone)
 	}()
-	waitClosed(t, c.Draining(), "the drain start")
-	assert.False(t, isClosed(c.Done()), "Done must wait for the hooks")
+	testkit.WaitClosed(t, c.Draining(), "the drain start")
+	assert.False(t, testkit.IsClosed(c.Done()), "Done must wait for the hooks")
 	close(release)
-	waitClosed(t, hookDone, "the hooks")
-	waitClosed(t, c.Done(), "the end of the drain")
+	testkit.WaitClosed(t, hookDone, "the hooks")
+	testkit.WaitClosed(t, c.Done(), "the end of the drain")
 	assert.Equal(t, []string{"first:requests", "second"}, calls)
 
 	late := make(chan Reason, 1)
@@ -197,12 +180,12 @@ func TestHungHookIsBoundedByTheDeadline(t *testing.T) {
 		defer close(started)
 		c.Start(Manual)
 	}()
-	waitClosed(t, c.Done(), "the deadline")
+	testkit.WaitClosed(t, c.Done(), "the deadline")
 	res := c.Result()
 	assert.True(t, res.DeadlineExceeded)
 	assert.Zero(t, res.Abandoned, "the hook's own unit is not abandoned work")
 	close(unblock)
-	waitClosed(t, started, "Start to return")
+	testkit.WaitClosed(t, started, "Start to return")
 }
 
 // TestDoneIsExactUnderConcurrency hammers the controller from many
@@ -265,7 +248,7 @@ func TestStartRacesTheLastRelease(t *testing.T) {
 		go func() { defer wg.Done(); c.Release() }()
 		go func() { defer wg.Done(); c.Start(Manual) }()
 		wg.Wait()
-		waitClosed(t, c.Done(), "the end of the drain")
+		testkit.WaitClosed(t, c.Done(), "the end of the drain")
 		require.False(t, c.Result().DeadlineExceeded)
 	}
 }

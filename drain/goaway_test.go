@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memdrain/memdrain/internal/gate"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -136,7 +136,7 @@ func (u *h2Users) waitServed(t *testing.T, name string, n int64) {
 		u.waiter = w
 	}
 	u.mu.Unlock()
-	waitClosed(t, w.done, fmt.Sprintf("%d requests served by %s", n, name))
+	testkit.WaitClosed(t, w.done, fmt.Sprintf("%d requests served by %s", n, name))
 }
 
 type protoError struct{ proto, status string }
@@ -189,10 +189,10 @@ func TestServeHTTP2ClientsRetryNothingThroughADrain(t *testing.T) {
 			// one socket, as a cluster's recycle does: the next one starts,
 			// the current one drains while every user keeps sending.
 			name := func(i int) string { return string(rune('a' + i)) }
-			current := startServer(t, share(t, ln), time.Minute, tagged(name(0)), configure)
+			current := startServer(t, share(t, ln), time.Minute, testkit.Tagged(name(0)), configure)
 			for i := range drains {
 				load.waitServed(t, name(i), 4*users)
-				next := startServer(t, share(t, ln), time.Minute, tagged(name(i+1)), configure)
+				next := startServer(t, share(t, ln), time.Minute, testkit.Tagged(name(i+1)), configure)
 				current.c.Start(Manual)
 				got := current.wait(t)
 				require.NoError(t, got.err)
@@ -223,7 +223,7 @@ func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 			name := map[bool]string{false: "h2c, ", true: "h2 over TLS, "}[overTLS] + when
 			t.Run(name, func(t *testing.T) {
 				cert := selfSigned(t)
-				g := gate.New()
+				g := testkit.New()
 				ln := &closeWatcher{Listener: listen(t), closed: make(chan struct{})}
 				var first atomic.Bool
 				s := startServer(t, ln, time.Minute, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -250,7 +250,7 @@ func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 				s.c.Start(Manual)
 				// Serve closes its listeners once it has asked for the
 				// GOAWAY: what the client sends from now on comes after.
-				waitClosed(t, ln.closed, "the listener's close")
+				testkit.WaitClosed(t, ln.closed, "the listener's close")
 				switch when {
 				case "busy":
 					close(g.Open)
@@ -275,7 +275,7 @@ func TestServeHTTP2GoesAwayInTwoSteps(t *testing.T) {
 // and the drain still ends when it leaves.
 func TestServeHTTP2GoesAwayToAClientThatAnswersNoPing(t *testing.T) {
 	ln := listen(t)
-	s := startServer(t, ln, time.Minute, tagged("a"), func(srv *http.Server) {
+	s := startServer(t, ln, time.Minute, testkit.Tagged("a"), func(srv *http.Server) {
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	})

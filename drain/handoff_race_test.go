@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/internal/connpass"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -31,8 +32,8 @@ func TestServeLosesNoRequestWrittenAsTheDrainStarts(t *testing.T) {
 	lnA := listen(t)
 	lnB, err := connpass.NewListener(listen(t), nil)
 	require.NoError(t, err)
-	a := startServer(t, &handingOff{Listener: lnA, to: lnB, passed: make(chan struct{}, clients)}, time.Minute, tagged("a"))
-	startServer(t, lnB, time.Minute, tagged("b"))
+	a := startServer(t, &handingOff{Listener: lnA, to: lnB, passed: make(chan struct{}, clients)}, time.Minute, testkit.Tagged("a"))
+	startServer(t, lnB, time.Minute, testkit.Tagged("b"))
 
 	conns := make([]net.Conn, clients)
 	readers := make([]*bufio.Reader, clients)

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/internal/connpass"
-	"github.com/memdrain/memdrain/internal/gate"
 	"github.com/memdrain/memdrain/internal/selfsigned"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -63,8 +63,8 @@ func twoServers(t *testing.T) (a, b *server, addr string, passed chan struct{}) 
 	lnB, err := connpass.NewListener(listen(t), nil)
 	require.NoError(t, err)
 	passed = make(chan struct{}, 16)
-	a = startServer(t, &handingOff{Listener: lnA, to: lnB, passed: passed}, time.Minute, tagged("a"))
-	b = startServer(t, lnB, time.Minute, tagged("b"))
+	a = startServer(t, &handingOff{Listener: lnA, to: lnB, passed: passed}, time.Minute, testkit.Tagged("a"))
+	b = startServer(t, lnB, time.Minute, testkit.Tagged("b"))
 	return a, b, lnA.Addr().String(), passed
 }
 
@@ -122,9 +122,9 @@ func TestServeHandsOffTheByteReadAheadOfTheNextRequest(t *testing.T) {
 	lnB, err := connpass.NewListener(listen(t), nil)
 	require.NoError(t, err)
 	passed := make(chan struct{}, 1)
-	g := gate.New()
+	g := testkit.New()
 	a := startServer(t, &handingOff{Listener: lnA, to: lnB, passed: passed}, time.Minute, g)
-	startServer(t, lnB, time.Minute, tagged("b"))
+	startServer(t, lnB, time.Minute, testkit.Tagged("b"))
 
 	conn, err := net.Dial("tcp", lnA.Addr().String())
 	require.NoError(t, err)
@@ -154,7 +154,7 @@ func TestServeHandsOffAKeptAliveConnection(t *testing.T) {
 	a, _, addr, passed := twoServers(t)
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
-	resp, _, err := get(client, "http://"+addr)
+	resp, _, err := testkit.Get(client, "http://"+addr)
 	require.NoError(t, err)
 	require.Equal(t, "a", resp.Header.Get("X-Served-By"))
 
@@ -178,7 +178,7 @@ func TestServeHandsOffAKeptAliveConnection(t *testing.T) {
 // answered with "Connection: close". No timer closes it.
 func TestServeKeepsASilentConnectionForItsLateRequest(t *testing.T) {
 	ln := listen(t)
-	s := startServer(t, ln, time.Minute, tagged("a"))
+	s := startServer(t, ln, time.Minute, testkit.Tagged("a"))
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer conn.Close()
@@ -186,7 +186,7 @@ func TestServeKeepsASilentConnectionForItsLateRequest(t *testing.T) {
 
 	s.c.Start(Memory)
 	time.Sleep(distance) // the request is on its way from far away
-	assert.False(t, isClosed(s.c.Done()), "a connection whose request may be on its way holds the drain")
+	assert.False(t, testkit.IsClosed(s.c.Done()), "a connection whose request may be on its way holds the drain")
 	resp := roundTrip(t, conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.True(t, resp.Close, "answered with Connection: close")
@@ -197,11 +197,11 @@ func TestServeKeepsASilentConnectionForItsLateRequest(t *testing.T) {
 // before the drain is answered with "Connection: close" too.
 func TestServeClosesTheConnectionOfAnInFlightRequest(t *testing.T) {
 	ln := listen(t)
-	g := gate.New()
+	g := testkit.New()
 	s := startServer(t, ln, time.Minute, g)
 	replied := make(chan *http.Response, 1)
 	go func() {
-		resp, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		resp, _, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 		if err != nil {
 			t.Error(err)
 		}
@@ -220,7 +220,7 @@ func TestServeClosesTheConnectionOfAnInFlightRequest(t *testing.T) {
 // no stream open learns of the drain at once.
 func TestServeSendsGoAwayToAnIdleHTTP2Connection(t *testing.T) {
 	ln := listen(t)
-	s := startServer(t, ln, time.Minute, tagged("a"), func(srv *http.Server) {
+	s := startServer(t, ln, time.Minute, testkit.Tagged("a"), func(srv *http.Server) {
 		srv.Protocols = new(http.Protocols)
 		srv.Protocols.SetHTTP1(true)
 		srv.Protocols.SetUnencryptedHTTP2(true)
@@ -271,13 +271,13 @@ func TestServeServesTLSWhenTheServerHasATLSConfig(t *testing.T) {
 	}), func(srv *http.Server) { srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}} })
 	url := "https://" + ln.Addr().String()
 
-	resp, body, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
+	resp, body, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
 	if err == nil {
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP is refused: %s", body)
 	}
 	for _, h2 := range []bool{false, true} {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: h2}
-		_, body, err := get(&http.Client{Transport: tr}, url)
+		_, body, err := testkit.Get(&http.Client{Transport: tr}, url)
 		require.NoError(t, err)
 		want := "HTTP/1.1"
 		if h2 {

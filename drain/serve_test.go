@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/memdrain/memdrain/internal/gate"
 	"github.com/memdrain/memdrain/internal/loadgen"
 	"github.com/memdrain/memdrain/internal/logbuf"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -84,24 +84,6 @@ func (s *server) wait(t *testing.T) served {
 	}
 }
 
-// tagged answers 200 with the name of the server that served the request.
-func tagged(name string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Served-By", name)
-		io.WriteString(w, "ok")
-	})
-}
-
-func get(client *http.Client, url string) (*http.Response, string, error) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp, string(body), err
-}
-
 func TestServeRejectsBadArguments(t *testing.T) {
 	c := newController(t, time.Minute)
 	ln := listen(t)
@@ -121,7 +103,7 @@ func TestServeRejectsBadArguments(t *testing.T) {
 
 func TestServeFinishesInFlightRequestsThenReturns(t *testing.T) {
 	ln := listen(t)
-	g := gate.New()
+	g := testkit.New()
 	s := startServer(t, ln, time.Minute, g)
 	url := "http://" + ln.Addr().String()
 
@@ -135,7 +117,7 @@ func TestServeFinishesInFlightRequestsThenReturns(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	for range requests {
 		go func() {
-			resp, body, err := get(client, url)
+			resp, body, err := testkit.Get(client, url)
 			if err != nil {
 				replies <- reply{err: err}
 				return
@@ -145,7 +127,7 @@ func TestServeFinishesInFlightRequestsThenReturns(t *testing.T) {
 	}
 	g.WaitArrivals(t, requests, waitLimit)
 	s.c.Start(Memory)
-	assert.False(t, isClosed(s.c.Done()), "requests are still in flight")
+	assert.False(t, testkit.IsClosed(s.c.Done()), "requests are still in flight")
 
 	close(g.Open)
 	for range requests {
@@ -166,22 +148,22 @@ func TestServeFinishesInFlightRequestsThenReturns(t *testing.T) {
 
 func TestServeTellsKeepAliveClientsToLeave(t *testing.T) {
 	ln := listen(t)
-	g := gate.New()
+	g := testkit.New()
 	mux := http.NewServeMux()
 	mux.Handle("/hold", g)
-	mux.Handle("/", tagged("a"))
+	mux.Handle("/", testkit.Tagged("a"))
 	s := startServer(t, ln, time.Minute, mux)
 	url := "http://" + ln.Addr().String()
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
-	resp, _, err := get(client, url)
+	resp, _, err := testkit.Get(client, url)
 	require.NoError(t, err)
 	assert.False(t, resp.Close, "before the drain the connection is kept alive")
 
 	held := make(chan error, 1)
 	go func() {
-		_, _, err := get(&http.Client{Transport: &http.Transport{}}, url+"/hold")
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, url+"/hold")
 		held <- err
 	}()
 	g.WaitArrivals(t, 1, waitLimit)
@@ -229,7 +211,7 @@ func TestServeHandsOverWithoutLosingARequest(t *testing.T) {
 			}
 			// b starts once a has served a share, so the connections are
 			// a's to begin with; both then accept from the one socket.
-			a := startServer(t, lnA, time.Minute, tagged("a"), h2c)
+			a := startServer(t, lnA, time.Minute, testkit.Tagged("a"), h2c)
 			var b *server
 			var fromA, fromBAfterDrain atomic.Int64
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -245,18 +227,18 @@ func TestServeHandsOverWithoutLosingARequest(t *testing.T) {
 				OnResponse: func(o loadgen.Outcome) {
 					switch {
 					case o.Header == "a" && fromA.Add(1) == 200:
-						b = startServer(t, lnB, time.Minute, tagged("b"), h2c)
+						b = startServer(t, lnB, time.Minute, testkit.Tagged("b"), h2c)
 						go func() {
 							a.c.Start(Manual)
 							a.wait(t)
 							close(drainedA)
 						}()
-					case o.Header == "b" && isClosed(drainedA):
+					case o.Header == "b" && testkit.IsClosed(drainedA):
 						fromBAfterDrain.Add(1)
 					}
 				},
 			})
-			waitClosed(t, drainedA, "server a's drain")
+			testkit.WaitClosed(t, drainedA, "server a's drain")
 			got := a.wait(t)
 			require.NoError(t, got.err)
 			assert.False(t, got.res.DeadlineExceeded)
@@ -290,13 +272,13 @@ func TestServeLetsLongLivedHandlersEndEarly(t *testing.T) {
 		// request until the client closes it, as this one does.
 		client := &http.Client{Transport: &http.Transport{}}
 		defer client.CloseIdleConnections()
-		_, b, err := get(client, "http://"+ln.Addr().String())
+		_, b, err := testkit.Get(client, "http://"+ln.Addr().String())
 		if err != nil {
 			b = err.Error()
 		}
 		body <- b
 	}()
-	waitClosed(t, streaming, "the stream")
+	testkit.WaitClosed(t, streaming, "the stream")
 	s.c.Start(Manual)
 	assert.Equal(t, "bye", <-body)
 	got := s.wait(t)
@@ -312,7 +294,7 @@ func TestServeDeadlineCutsHungRequests(t *testing.T) {
 	}))
 	failed := make(chan error, 1)
 	go func() {
-		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 		failed <- err
 	}()
 	<-hung
@@ -327,7 +309,7 @@ func TestServeReportsAListenerFailure(t *testing.T) {
 	ln := listen(t)
 	c := newController(t, time.Minute)
 	ln.Close() // fails the first Accept
-	res, err := Serve(&http.Server{Handler: tagged("x")}, c, ln)
+	res, err := Serve(&http.Server{Handler: testkit.Tagged("x")}, c, ln)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "serving HTTP")
 	assert.Equal(t, Manual, res.Reason)
@@ -336,13 +318,13 @@ func TestServeReportsAListenerFailure(t *testing.T) {
 func TestHandlerRefusesRequestsAfterTheDrain(t *testing.T) {
 	c := newController(t, time.Minute)
 	ln := listen(t)
-	srv := &http.Server{Handler: c.Handler(tagged("x"))}
+	srv := &http.Server{Handler: c.Handler(testkit.Tagged("x"))}
 	go srv.Serve(ln)
 	defer srv.Close()
 	c.Start(Manual)
-	require.True(t, isClosed(c.Done()))
+	require.True(t, testkit.IsClosed(c.Done()))
 
-	resp, body, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+	resp, body, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
@@ -373,9 +355,9 @@ func TestServeWaitsForAHijackingHandler(t *testing.T) {
 	defer conn.Close()
 	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
-	waitClosed(t, hijacked, "the hijack")
+	testkit.WaitClosed(t, hijacked, "the hijack")
 	s.c.Start(Manual)
-	assert.False(t, isClosed(s.c.Done()), "the hijacking handler is still running")
+	assert.False(t, testkit.IsClosed(s.c.Done()), "the hijacking handler is still running")
 	assert.Equal(t, 1, s.c.InFlight())
 	close(finish)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -393,14 +375,14 @@ func TestServeNamesAShutdownCalledBesideIt(t *testing.T) {
 	logs := &logbuf.Buffer{}
 	c, err := New(Config{Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	require.NoError(t, err)
-	srv := &http.Server{Handler: tagged("x")}
+	srv := &http.Server{Handler: testkit.Tagged("x")}
 	done := make(chan served, 1)
 	go func() {
 		res, err := Serve(srv, c, ln)
 		done <- served{res, err}
 	}()
 	require.Eventually(t, func() bool {
-		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
 		return err == nil
 	}, waitLimit, 5*time.Millisecond, "the server must come up")
 	assert.NotContains(t, logs.String(), "Shutdown", "no warning while serving")

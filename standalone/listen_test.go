@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,7 @@ import (
 func TestListenAndServeDrainsOnSignal(t *testing.T) {
 	ln := listen(t)
 	c := newController(t, time.Minute)
-	srv := &http.Server{Handler: tagged("x")}
+	srv := &http.Server{Handler: testkit.Tagged("x")}
 	done := make(chan served, 1)
 	go func() {
 		res, err := ListenAndServe(context.Background(), srv, c, Options{Listener: ln, Logger: quiet})
@@ -28,7 +29,7 @@ func TestListenAndServeDrainsOnSignal(t *testing.T) {
 	}()
 	url := "http://" + ln.Addr().String()
 	require.Eventually(t, func() bool {
-		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, url)
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, url)
 		return err == nil
 	}, waitLimit, 5*time.Millisecond, "the server must come up")
 
@@ -60,7 +61,7 @@ func TestListenAndServeDrainsAtTheMemoryLimit(t *testing.T) {
 		return uint64(n) << 20, nil // 1 MiB more each time
 	})
 	opts := Options{Listener: ln, Logger: quiet, Watch: memory.Watch{Limit: 5 << 20, Sampler: grows, Interval: time.Millisecond}}
-	res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("x")}, c, opts)
+	res, err := ListenAndServe(context.Background(), &http.Server{Handler: testkit.Tagged("x")}, c, opts)
 	require.NoError(t, err)
 	assert.Equal(t, drain.Memory, res.Reason)
 	assert.Equal(t, drain.ExitRecycle, res.ExitCode())
@@ -83,7 +84,7 @@ func TestListenAndServeClosesItsListenerWhenTheDrainEndedFirst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	c.Start(drain.Manual)
-	res, err := ListenAndServe(ctx, &http.Server{Handler: tagged("x")}, c, Options{Listener: ln, Logger: quiet})
+	res, err := ListenAndServe(ctx, &http.Server{Handler: testkit.Tagged("x")}, c, Options{Listener: ln, Logger: quiet})
 	require.NoError(t, err)
 	assert.Equal(t, drain.Manual, res.Reason)
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)

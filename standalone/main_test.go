@@ -4,7 +4,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
@@ -41,40 +40,4 @@ func listen(t *testing.T) net.Listener {
 	require.NoError(t, err)
 	t.Cleanup(func() { ln.Close() })
 	return ln
-}
-
-// tagged answers "ok" with the header X-Served-By: name.
-func tagged(name string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Served-By", name)
-		io.WriteString(w, "ok")
-	})
-}
-
-func get(client *http.Client, url string) (*http.Response, string, error) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return nil, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp, string(body), err
-}
-
-func waitClosed(t testing.TB, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(waitLimit):
-		t.Fatalf("%s did not happen within %v", what, waitLimit)
-	}
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }

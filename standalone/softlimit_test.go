@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -35,7 +36,7 @@ func softLimitSeen(t *testing.T, opts Options) (during, after int64) {
 	}()
 	// The listener is open before ListenAndServe starts: the request
 	// waits in its backlog until it is served.
-	_, body, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+opts.Listener.Addr().String())
+	_, body, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+opts.Listener.Addr().String())
 	require.NoError(t, err)
 	during, err = strconv.ParseInt(body, 10, 64)
 	require.NoError(t, err, "body %q", body)

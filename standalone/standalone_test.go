@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
-	"github.com/memdrain/memdrain/internal/gate"
 	"github.com/memdrain/memdrain/internal/logbuf"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -42,7 +42,7 @@ func TestListenAndServeChild(t *testing.T) {
 		}
 		fmt.Println(ln.Addr().String())
 		c, _ := drain.New(drain.Config{Logger: quiet})
-		res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("child")}, c,
+		res, err := ListenAndServe(context.Background(), &http.Server{Handler: testkit.Tagged("child")}, c,
 			Options{Listener: ln, Logger: quiet, Signals: []os.Signal{}})
 		// Only a handled signal gets here: SIGTERM's default action ends
 		// the process first.
@@ -85,7 +85,7 @@ func startChild(t *testing.T, behaviour string) (*exec.Cmd, string) {
 func TestListenAndServeWithNoSignalsLeavesThemAlone(t *testing.T) {
 	cmd, addr := startChild(t, "no-signals")
 	require.Eventually(t, func() bool {
-		_, body, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr)
+		_, body, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr)
 		return err == nil && body == "ok"
 	}, waitLimit, 5*time.Millisecond, "the child must serve")
 
@@ -111,7 +111,7 @@ func TestListenAndServeWithNoSignalsLeavesThemAlone(t *testing.T) {
 func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 	ln := listen(t)
 	c := newController(t, time.Minute)
-	g := gate.New()
+	g := testkit.New()
 	defer close(g.Open)
 	done := make(chan served, 1)
 	go func() {
@@ -120,7 +120,7 @@ func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 	}()
 	held := make(chan error, 1)
 	go func() {
-		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 		held <- err
 	}()
 	g.WaitArrivals(t, 1, waitLimit)
@@ -128,8 +128,8 @@ func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 	self, err := os.FindProcess(os.Getpid())
 	require.NoError(t, err)
 	require.NoError(t, self.Signal(os.Interrupt))
-	waitClosed(t, c.Draining(), "the drain after the first SIGINT")
-	assert.False(t, isClosed(c.Done()), "the held request keeps the drain open")
+	testkit.WaitClosed(t, c.Draining(), "the drain after the first SIGINT")
+	assert.False(t, testkit.IsClosed(c.Done()), "the held request keeps the drain open")
 
 	require.NoError(t, self.Signal(os.Interrupt))
 	select {
@@ -148,7 +148,7 @@ func TestListenAndServeEndsTheDrainOnASecondSignal(t *testing.T) {
 // does.
 func probe(t *testing.T, addr, path string) (int, string) {
 	t.Helper()
-	resp, body, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr+path)
+	resp, body, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr+path)
 	require.NoError(t, err, "probe %s", path)
 	return resp.StatusCode, body
 }
@@ -161,7 +161,7 @@ func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 	ln, probeLn := listen(t), listen(t)
 	probeAddr := probeLn.Addr().String()
 	c := newController(t, time.Minute)
-	g := gate.New()
+	g := testkit.New()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan served, 1)
@@ -171,7 +171,7 @@ func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 		done <- served{res, err}
 	}()
 	require.Eventually(t, func() bool {
-		resp, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+probeAddr+"/readyz")
+		resp, _, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+probeAddr+"/readyz")
 		return err == nil && resp.StatusCode == http.StatusOK
 	}, waitLimit, 5*time.Millisecond, "readiness must answer 200 while serving")
 	status, body := probe(t, probeAddr, "/livez")
@@ -182,19 +182,19 @@ func TestListenAndServeServesProbesThroughTheDrain(t *testing.T) {
 
 	held := make(chan error, 1)
 	go func() {
-		_, _, err := get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+ln.Addr().String())
 		held <- err
 	}()
 	g.WaitArrivals(t, 1, waitLimit)
 	cancel()
-	waitClosed(t, c.Draining(), "the drain")
+	testkit.WaitClosed(t, c.Draining(), "the drain")
 
 	status, body = probe(t, probeAddr, "/readyz")
 	assert.Equal(t, http.StatusServiceUnavailable, status, "not ready from the start of the drain")
 	assert.Equal(t, "draining\n", body)
 	status, _ = probe(t, probeAddr, "/livez")
 	assert.Equal(t, http.StatusOK, status, "alive while draining")
-	assert.False(t, isClosed(c.Done()), "the held request was in flight during the probes")
+	assert.False(t, testkit.IsClosed(c.Done()), "the held request was in flight during the probes")
 
 	close(g.Open)
 	require.NoError(t, <-held)
@@ -230,7 +230,7 @@ func TestListenAndServeLogsMemoryAsASize(t *testing.T) {
 	grows := memory.SamplerFunc(func(int) (uint64, error) { return samples.Add(1) << 20, nil })
 	opts := Options{Listener: listen(t), Logger: log, Signals: []os.Signal{},
 		Watch: memory.Watch{Limit: 5 << 20, Sampler: grows, Interval: time.Millisecond}}
-	res, err := ListenAndServe(context.Background(), &http.Server{Handler: tagged("x")}, c, opts)
+	res, err := ListenAndServe(context.Background(), &http.Server{Handler: testkit.Tagged("x")}, c, opts)
 	require.NoError(t, err)
 	require.Equal(t, drain.Memory, res.Reason)
 	out := logs.String()
@@ -247,7 +247,7 @@ func TestListenAndServeCountsSignalsWhateverStartedTheDrain(t *testing.T) {
 	ln := listen(t)
 	c := newController(t, time.Minute)
 	logs := &logbuf.Buffer{}
-	g := gate.New()
+	g := testkit.New()
 	defer close(g.Open)
 	done := make(chan served, 1)
 	go func() {
@@ -257,7 +257,7 @@ func TestListenAndServeCountsSignalsWhateverStartedTheDrain(t *testing.T) {
 	}()
 	held := make(chan error, 1)
 	go func() {
-		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
+		_, _, err := testkit.Get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String())
 		held <- err
 	}()
 	g.WaitArrivals(t, 1, waitLimit)

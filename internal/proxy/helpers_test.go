@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"io"
 	"log/slog"
@@ -11,9 +10,10 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/memdrain/memdrain/internal/logbuf"
 )
 
 // wait bounds every wait of the tests on an event.
@@ -234,34 +234,9 @@ func recv[T any](t *testing.T, c <-chan T, what string) T {
 	}
 }
 
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
-	}
-}
-
 // logBuffer collects a test's proxy log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+type logBuffer struct{ logbuf.Buffer }
 
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count returns the number of log lines containing s.
 func (l *logBuffer) count(s string) int {
 	n := 0
 	for line := range strings.Lines(l.String()) {

@@ -3,6 +3,8 @@ package proxy
 import (
 	"testing"
 	"time"
+
+	"github.com/memdrain/memdrain/internal/testkit"
 )
 
 // Requests go to the backend with the fewest in flight, and in turn among
@@ -70,7 +72,7 @@ func TestDrainEndsWithLastRequest(t *testing.T) {
 	e.p.Add(b.id, b.addr())
 
 	done := e.p.Drain(a.id)
-	if isClosed(done) {
+	if testkit.IsClosed(done) {
 		t.Fatal("Drain's channel closed with 2 requests in flight")
 	}
 	// b gets them all, even with more in flight than a.
@@ -86,7 +88,7 @@ func TestDrainEndsWithLastRequest(t *testing.T) {
 		}
 	}
 	for i := range 2 {
-		if isClosed(done) {
+		if testkit.IsClosed(done) {
 			t.Fatalf("Drain's channel closed with %d requests in flight", 2-i)
 		}
 		a.let(t)
@@ -101,10 +103,10 @@ func TestDrainEndsWithLastRequest(t *testing.T) {
 	// Both of the proxy's connections to a are closed by the proxy.
 	recv(t, a.closed, "a pooled connection to close")
 	recv(t, a.closed, "the other pooled connection to close")
-	if again := e.p.Drain(a.id); !isClosed(again) {
+	if again := e.p.Drain(a.id); !testkit.IsClosed(again) {
 		t.Fatal("a second Drain returned an open channel")
 	}
-	if unknown := e.p.Drain(99); !isClosed(unknown) {
+	if unknown := e.p.Drain(99); !testkit.IsClosed(unknown) {
 		t.Fatal("Drain of an unknown id returned an open channel")
 	}
 }

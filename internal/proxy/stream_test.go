@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/memdrain/memdrain/internal/testkit"
 )
 
 // An Upgrade tunnel is one request in flight until it closes: a drain
@@ -54,7 +56,7 @@ func TestDrainHoldsUpgradeTunnel(t *testing.T) {
 
 	done := e.p.Drain(a.id)
 	echo("during the drain")
-	if isClosed(done) {
+	if testkit.IsClosed(done) {
 		t.Fatal("Drain's channel closed while a tunnel is open")
 	}
 	conn.Close()
