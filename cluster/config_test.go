@@ -75,7 +75,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 func TestWithDefaultsLeavesOnlyOffFieldsZero(t *testing.T) {
 	zeroByDefault := []string{
 		"Listeners", "MaxMemory", "HardMemory", "TotalMemory", "MaxRequests", "MaxRequestsJitter",
-		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health",
+		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health", "Launcher",
 	}
 	d := reflect.ValueOf(Config{}.withDefaults())
 	for i := range d.NumField() {
@@ -423,7 +423,7 @@ func TestFromEnvReadsTheProcessEnvironment(t *testing.T) {
 // ones that cannot come from a string has a variable, and every variable
 // sets an existing field.
 func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
-	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health"}
+	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health", "Launcher"}
 	byField := map[string][]string{}
 	for _, e := range envVars {
 		byField[e.Field] = append(byField[e.Field], e.Name)

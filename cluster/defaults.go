@@ -75,7 +75,7 @@ const unixPrefix = "unix:"
 // Validate reports those. A negative SoftLimitRatio stays negative (off).
 // withDefaults is idempotent.
 func (c Config) withDefaults() Config {
-	if len(c.Listen) == 0 {
+	if len(c.Listen) == 0 && c.Launcher == nil {
 		c.Listen = []string{defaultListen}
 	}
 	if c.Workers == 0 {
@@ -190,6 +190,11 @@ func (c Config) Validate() error {
 	if len(c.Listen) > 0 && len(c.Listeners) > 0 {
 		// One of the two would be silently ignored.
 		bad("Listen", fmt.Sprintf("%q", c.Listen), "no addresses when Listeners are given (they replace Listen)")
+	}
+
+	if c.Launcher != nil && (len(c.Listen) > 0 || len(c.Listeners) > 0) {
+		bad("Listen", fmt.Sprintf("%q (with %d Listeners)", c.Listen, len(c.Listeners)),
+			"no addresses and no Listeners when a Launcher starts the workers: its workers share no sockets")
 	}
 
 	if c.Workers < 0 || c.Workers > maxWorkers {

@@ -185,12 +185,12 @@ func (m *master) onReadyTimeout(p *proc) {
 	m.emit(Event{Kind: ReadyTimeout, Worker: p.slot.id, Pid: p.pid, Err: p.failed})
 	// Its exit is then handled as an accident: the replacement is retried
 	// with backoff and the old worker keeps serving.
-	p.cmd.Process.Kill()
+	p.kill()
 }
 
 func (m *master) killAll() {
 	for _, p := range m.procs {
-		p.cmd.Process.Kill()
+		p.kill()
 	}
 	// Wait for the exits so no worker outlives Run, and nothing is left
 	// unreaped.

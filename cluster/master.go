@@ -61,11 +61,15 @@ type slot struct {
 
 // proc is one worker process.
 type proc struct {
-	slot    *slot
-	pid     int
-	cmd     *exec.Cmd
-	ctrl    *link
-	handoff *net.UnixConn // the master's end of the hand-off socket
+	slot *slot
+	pid  int
+	cmd  *exec.Cmd // nil for a launched worker
+	// launched and agent are set for a worker started by Config.Launcher:
+	// the process, and the worker's end of its control link, served here.
+	launched Launched
+	agent    *Worker
+	ctrl     *link
+	handoff  *net.UnixConn // the master's end of the hand-off socket
 	// handoffPeer is the master's copy of the worker's end, kept so that
 	// what is queued for the worker outlives it (reclaimHandoffs).
 	handoffPeer *net.UnixConn
@@ -161,7 +165,7 @@ func (m *master) loop() error {
 		case evKillTimeout:
 			if m.alive(ev.p) {
 				m.emit(Event{Kind: Killed, Worker: ev.p.slot.id, Pid: ev.p.pid, Err: errors.New("drain outlived DrainTimeout + KillGrace")})
-				ev.p.cmd.Process.Kill()
+				ev.p.kill()
 			}
 		case evRetry:
 			m.onRetry(ev.r)

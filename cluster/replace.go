@@ -79,6 +79,10 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 // drainBySignal stops p with SIGTERM, on which a worker drains as on the
 // message, when the drain message could not be sent.
 func (m *master) drainBySignal(p *proc, err error) {
+	if p.agent != nil { // its end of the link is in this process: drain it there
+		p.agent.Controller.Start(p.reason)
+		return
+	}
 	m.log.Warn("telling a worker to drain failed; stopping it with SIGTERM", "worker", p.slot.id, "pid", p.pid, "err", err)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 }

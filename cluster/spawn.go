@@ -74,6 +74,9 @@ func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
 }
 
 func (m *master) startProcess(s *slot) (*proc, error) {
+	if m.cfg.Launcher != nil {
+		return m.launchProcess(s)
+	}
 	conn, workerEnd, err := socketPair(syscall.SOCK_STREAM)
 	if err != nil {
 		return nil, err
@@ -93,6 +96,37 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 		handoff.Close()
 		return nil, fmt.Errorf("cluster: keeping the hand-off socket of a worker: %w", err)
 	}
+	spec := m.workerSpec(s)
+	specJSON, _ := json.Marshal(spec)
+	cmd := exec.Command(m.exe, os.Args[1:]...)
+	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = append([]*os.File{workerEnd, handoffEnd}, m.files...)
+	cmd.SysProcAttr = workerSysProcAttr()
+	if err := m.spawner.start(cmd); err != nil {
+		conn.Close()
+		handoff.Close()
+		peer.Close()
+		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
+	}
+	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd,
+		handoff: handoff.(*net.UnixConn), handoffPeer: peer.(*net.UnixConn), handoffs: newHandoffQueue(), received: make(chan struct{})}
+	m.track(p, conn)
+	go m.receiveFrom(p)
+	go p.handoffs.forward(p.handoff, func(pc passedConn) { m.postHandoff(evHandoff{p, pc}) })
+	go func() {
+		err := cmd.Wait()
+		p.ctrl.close()
+		for _, pc := range p.reclaimHandoffs() {
+			m.postHandoff(evHandoff{p, pc})
+		}
+		m.post(evExit{p, err})
+	}()
+	return p, nil
+}
+
+// workerSpec returns what the master tells slot s's new worker.
+func (m *master) workerSpec(s *slot) workerSpec {
 	spec := workerSpec{
 		ID:            s.id,
 		Listeners:     len(m.files),
@@ -108,47 +142,7 @@ func (m *master) startProcess(s *slot) (*proc, error) {
 	if m.cfg.MaxRequests > 0 {
 		spec.MaxRequests = uint64(m.cfg.MaxRequests) + uint64(jitter(int64(m.cfg.MaxRequestsJitter)))
 	}
-	specJSON, _ := json.Marshal(spec)
-	cmd := exec.Command(m.exe, os.Args[1:]...)
-	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append([]*os.File{workerEnd, handoffEnd}, m.files...)
-	cmd.SysProcAttr = workerSysProcAttr()
-	if err := m.spawner.start(cmd); err != nil {
-		conn.Close()
-		handoff.Close()
-		peer.Close()
-		return nil, fmt.Errorf("cluster: starting %s: %w", m.exe, err)
-	}
-	p := &proc{slot: s, pid: cmd.Process.Pid, cmd: cmd, state: StateStarting, started: time.Now(), reloads: m.reloads,
-		handoff: handoff.(*net.UnixConn), handoffPeer: peer.(*net.UnixConn), handoffs: newHandoffQueue(), received: make(chan struct{})}
-	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
-	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
-	p.ceiling = drain.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
-	if m.cfg.MaxAge > 0 {
-		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
-	}
-	go func() {
-		for {
-			msg, err := p.ctrl.receive()
-			if err != nil {
-				m.post(evClosed{p})
-				return
-			}
-			m.post(evMessage{p, msg})
-		}
-	}()
-	go m.receiveFrom(p)
-	go p.handoffs.forward(p.handoff, func(pc passedConn) { m.postHandoff(evHandoff{p, pc}) })
-	go func() {
-		err := cmd.Wait()
-		p.ctrl.close()
-		for _, pc := range p.reclaimHandoffs() {
-			m.postHandoff(evHandoff{p, pc})
-		}
-		m.post(evExit{p, err})
-	}()
-	return p, nil
+	return spec
 }
 
 // jitter returns a random number from 0 to n, both included.
