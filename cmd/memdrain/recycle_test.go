@@ -143,4 +143,3 @@ func TestPythonRecycledWithoutLoss(t *testing.T) {
 	loadUntilRecycled(t, m, 3)
 	m.stop(t)
 }
-
