@@ -195,3 +195,25 @@ func TestCrashLoopGivesUp(t *testing.T) {
 		t.Errorf("processes left after the give-up: %v", left)
 	}
 }
+
+// A request without a response header within --request-timeout gets 504,
+// and its worker is replaced as hung.
+func TestRequestTimeoutReplacesWorker(t *testing.T) {
+	need(t, "node")
+	dir := writeApp(t, "app.js", `
+const http = require('http');
+http.createServer((req, res) => { if (req.url !== '/hang') res.end('ok\n'); }).listen(Number(process.env.PORT), '127.0.0.1');
+`)
+	m := start(t, dir, []string{"--workers", "1", "--request-timeout", "300ms"}, "node", "app.js")
+	shims := m.waitReady(t, 1)
+	r := loadgen.Run(ctxFor(t, 10*time.Second), loadgen.Config{URL: "http://" + m.addr + "/hang", Clients: 1, PerClient: 1})
+	if r.Failures["status 504"] != 1 {
+		t.Errorf("%v; want one 504", r)
+	}
+	m.waitUntil(t, 30*time.Second, "the worker replaced as hung", func(logs []logLine, _ string) bool {
+		return count(logs, func(l logLine) bool {
+			return l.Msg == "hung" && l.Pid == shims[0] && strings.Contains(l.Err, "--request-timeout")
+		}) == 1 && count(logs, msg("ready")) == 2
+	})
+	m.stop(t)
+}
