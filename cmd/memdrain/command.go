@@ -51,8 +51,10 @@ func runCommand(args []string) int {
 		return 2
 	}
 	l := newLauncher(o, exe, log)
+	// The proxy's own log is its errors; the supervisor reports the drains.
+	proxyLog := slog.New(newHandler(o.logFormat, slog.LevelWarn))
 	p := proxy.New(proxy.Options{QueueTimeout: o.queueTimeout, QueueLimit: o.queueLimit, RequestTimeout: o.requestTimeout,
-		OnTimeout: l.onTimeout, Log: log})
+		OnTimeout: l.onTimeout, Log: proxyLog})
 	defer p.Close()
 	l.proxy = p
 
@@ -157,11 +159,14 @@ func removeStaleSocket(path string) {
 	os.Remove(path)
 }
 
-func newLogger(format string) *slog.Logger {
+func newLogger(format string) *slog.Logger { return slog.New(newHandler(format, slog.LevelInfo)) }
+
+func newHandler(format string, level slog.Level) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		return slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return slog.NewTextHandler(os.Stderr, opts)
 }
 
 // lookPathProblem says why exec.LookPath refused a command.
