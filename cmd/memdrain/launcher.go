@@ -31,8 +31,14 @@ type launcher struct {
 	exe   string         // this binary, re-executed as the shim
 	proxy *proxy.Proxy
 	log   *slog.Logger
-	// frontDone is closed once the front server has stopped and finished
-	// every request in flight: a shutdown stops the workers only then.
+	// front stops the front server: new connections are refused at once,
+	// and it returns once every request in flight has finished. It is
+	// set before the supervisor runs, and run once, by stopFront.
+	front      func()
+	frontOnce  sync.Once
+	frontStart atomic.Bool
+	// frontDone is closed once front has returned: a shutdown stops the
+	// workers only then.
 	frontDone chan struct{}
 	client    *http.Client // readiness and health checks
 
@@ -102,6 +108,26 @@ func (l *launcher) Launch(w *cluster.Worker, start func(*exec.Cmd) error) (clust
 	l.mu.Unlock()
 	go a.serve()
 	return a, nil
+}
+
+// stopFront stops the front server, once, in a goroutine of its own: the
+// supervisor is stopping (SIGTERM, SIGINT).
+func (l *launcher) stopFront() {
+	l.frontOnce.Do(func() {
+		l.frontStart.Store(true)
+		go func() {
+			l.front()
+			close(l.frontDone)
+		}()
+	})
+}
+
+// waitFront waits for stopFront's goroutine, if it was started.
+func (l *launcher) waitFront() {
+	l.frontOnce.Do(func() {}) // none starts after this
+	if l.frontStart.Load() {
+		<-l.frontDone
+	}
 }
 
 // onTimeout is the proxy's OnTimeout: the worker's next health check
@@ -216,8 +242,10 @@ func (a *appWorker) serve() {
 		return // crashed or killed: Wait took it out of the proxy
 	}
 	if a.w.Controller.Reason() == drain.Signal {
-		// memdrain is stopping: the front server finishes every request
-		// in flight first, and they need this worker.
+		// memdrain is stopping: the front server refuses new connections
+		// and finishes every request in flight first, which need this
+		// worker.
+		a.l.stopFront()
 		select {
 		case <-a.l.frontDone:
 		case <-a.exited:
