@@ -35,9 +35,9 @@ type appWorker struct {
 	mu     sync.Mutex // held by a signal to the group and by the reaping
 	reaped bool
 
-	// Health's own state; Health calls never overlap.
-	lastCheck time.Time
-	failures  int
+	// unhealthy is watchHealth's verdict once --health-path failed
+	// --health-failures times in a row; Health reports it.
+	unhealthy atomic.Pointer[error]
 }
 
 // Pid implements cluster.Launched.
@@ -78,29 +78,56 @@ func (a *appWorker) signal(sig syscall.Signal) error {
 // Stats implements cluster.Launched with the proxy's counts.
 func (a *appWorker) Stats() (int, uint64) { return a.l.proxy.Stats(a.pid) }
 
-// Health implements cluster.Launched: --health-path, at most once each
-// --health-interval, failing after --health-failures failures in a row; and
-// at once after a request outlived --request-timeout.
-func (a *appWorker) Health(ctx context.Context) error {
+// Health implements cluster.Launched: it fails once a request outlived
+// --request-timeout, or once watchHealth found the worker unhealthy. The
+// supervisor calls it on every heartbeat, and kills the worker as hung.
+func (a *appWorker) Health(context.Context) error {
 	if a.timedOut.Load() {
 		return fmt.Errorf("a request got no response header within --request-timeout %v", a.l.opts.requestTimeout)
 	}
+	if err := a.unhealthy.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// watchHealth polls --health-path every --health-interval while the
+// worker serves, each poll bounded by half of the heartbeat timeout (as
+// Config.Health is), and keeps the verdict for Health. It runs apart from
+// the heartbeat so that the interval is the flag's, and a slow poll never
+// delays a ping's answer.
+func (a *appWorker) watchHealth() {
 	o := a.l.opts
-	if o.healthPath == "" || time.Since(a.lastCheck) < o.healthInterval {
-		return nil
+	if o.healthPath == "" {
+		return
 	}
-	a.lastCheck = time.Now()
-	err := a.get(ctx, o.healthPath)
-	if err == nil {
-		a.failures = 0
-		return nil
+	tick := time.NewTicker(o.healthInterval)
+	defer tick.Stop()
+	failures := 0
+	for {
+		select {
+		case <-tick.C:
+		case <-a.exited:
+			return
+		case <-a.w.Controller.Draining():
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.l.cfg.HeartbeatTimeout/2)
+		err := a.get(ctx, o.healthPath)
+		cancel()
+		if err == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		if failures < max(o.healthFailures, 1) {
+			a.l.log.Warn("health check failed", "worker", a.w.ID, "pid", a.pid, "failures", failures, "err", err.Error())
+			continue
+		}
+		err = fmt.Errorf("--health-path %s failed %d times in a row: %w", o.healthPath, failures, err)
+		a.unhealthy.Store(&err)
+		return
 	}
-	a.failures++
-	if a.failures < max(o.healthFailures, 1) {
-		a.l.log.Warn("health check failed", "worker", a.w.ID, "pid", a.pid, "failures", a.failures, "err", err.Error())
-		return nil
-	}
-	return fmt.Errorf("--health-path %s failed %d times in a row: %w", o.healthPath, a.failures, err)
 }
 
 // get requests path on the worker's port and wants a 2xx.
@@ -127,6 +154,7 @@ func (a *appWorker) serve() {
 	if a.waitReady() {
 		a.l.proxy.Add(a.pid, a.addr)
 		a.w.Ready()
+		go a.watchHealth()
 		select {
 		case <-draining:
 		case <-a.exited:

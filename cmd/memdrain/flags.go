@@ -154,7 +154,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, "request-timeout", &o.requestTimeout, "a response header later than this gets 504, and its worker is replaced as hung (MEMDRAIN_REQUEST_TIMEOUT; default 0, off)")
 	pathFlag(fs, "health-path", &o.healthPath, "polled on each worker's PORT; failing --health-failures times in a row replaces it as hung (MEMDRAIN_HEALTH_PATH; default none)")
 	durationFlag(fs, "health-interval", &o.healthInterval, "time between two polls of --health-path (MEMDRAIN_HEALTH_INTERVAL; default 5s)")
-	intFlag(fs, "health-failures", &o.healthFailures, "failed polls in a row that make a worker hung (MEMDRAIN_HEALTH_FAILURES; default 3)")
+	intFlag(fs, "health-failures", &o.healthFailures, "failed polls in a row that make a worker hung, replaced at the next heartbeat (MEMDRAIN_HEALTH_FAILURES; default 3)")
 	fs.Func("log-format", "memdrain's own log on stderr: text or json (MEMDRAIN_LOG_FORMAT; default text)", func(v string) error {
 		f, ok := parseLogFormat(v)
 		if !ok {
