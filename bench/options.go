@@ -41,7 +41,6 @@ func parseFlags(args []string) (*options, error) {
 		o            options
 		parts        = fs.String("part", "all", "parts to run: all, or a comma-separated list of "+strings.Join(partNames, ", "))
 		limit        = fs.String("limit", "150Mi", "recycle: each worker's memory limit (150Mi, 1Gi)")
-		nodeLimit    = fs.String("pm2-limit", "150Mi", "pm2: each Node worker's memory limit (a Node app needs about 50Mi to start)")
 		scaleWorkers = fs.String("scale-workers", "1,8,32,64", "scale: the worker counts to measure, comma-separated")
 		stressOnly   = fs.String("scenarios", "all", "stress: scenarios to run: all, or a comma-separated list of "+strings.Join(scenarioKeys(), ", "))
 	)
@@ -81,7 +80,7 @@ func parseFlags(args []string) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.smoke {
-		smokeDefaults(&o, set, limit, nodeLimit, scaleWorkers)
+		smokeDefaults(&o, set, limit, scaleWorkers)
 	}
 
 	var err error
@@ -101,10 +100,7 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-scale-workers: %w", err)
 	}
 	o.scale.Limit, o.scale.CheckInterval = o.load.Limit, o.load.CheckInterval
-	o.node.Workers, o.node.Clients = o.load.Workers, o.load.Clients
-	if o.node.Limit, err = drain.ParseMemoryLimit(*nodeLimit); err != nil || o.node.Limit == 0 {
-		return nil, fmt.Errorf("-pm2-limit is %q; accepted: a memory size such as 150Mi", *nodeLimit)
-	}
+	o.node.Workers, o.node.Clients, o.node.Limit = o.load.Workers, o.load.Clients, o.load.Limit
 	o.node.WorkMillis, o.node.LeakKiB = o.load.WorkMillis, o.load.LeakKiB
 	for _, c := range []struct {
 		name   string
@@ -145,7 +141,7 @@ func parseFlags(args []string) (*options, error) {
 // smokeDefaults shrinks every part to a few seconds, for the flags that
 // were not given. The limit is lower so that workers recycle within
 // seconds.
-func smokeDefaults(o *options, set map[string]bool, limit, nodeLimit, scaleWorkers *string) {
+func smokeDefaults(o *options, set map[string]bool, limit, scaleWorkers *string) {
 	if !set["drains"] {
 		o.latency.Rounds = 3
 	}
@@ -171,10 +167,7 @@ func smokeDefaults(o *options, set map[string]bool, limit, nodeLimit, scaleWorke
 		*scaleWorkers = "1,4"
 	}
 	if !set["pm2-duration"] {
-		o.node.Duration = 8 * time.Second
-	}
-	if !set["pm2-limit"] {
-		*nodeLimit = "80Mi" // a Node app starts at about 50Mi: a few recycles in 8 s
+		o.node.Duration = 6 * time.Second
 	}
 	if !set["scale-measure"] {
 		o.scale.Measure = 2 * time.Second
