@@ -12,10 +12,7 @@
 //     clients far away, HTTP/2, fast leaks, a bad deploy, shutdown, a hung
 //     worker), one table row each; a gated scenario that misses its
 //     target fails the run;
-//  6. scale: the master's CPU and memory with 1 to 64 idle workers;
-//  7. pm2: a leaky Node app under `memdrain run` and under PM2 with
-//     max_memory_restart, same load and limit, and the cost of memdrain's
-//     proxy (skipped without node and npm).
+//  6. scale: the master's CPU and memory with 1 to 64 idle workers.
 //
 // Run it from bench/ (a module of its own, so that the plotting library
 // stays out of memdrain's go.mod):
@@ -104,13 +101,6 @@ func run(ctx context.Context, o *options, stdout io.Writer) error {
 			}
 		case "scale":
 			result, err = runScalePart(ctx, o.scale, tmp, prog)
-		case "pm2":
-			var p *pm2Part
-			p, err = runPM2Part(ctx, o.node, tmp, prog)
-			if err == nil {
-				result = p
-				problems = append(problems, p.check()...)
-			}
 		}
 		if err != nil {
 			return fmt.Errorf("part %s: %w", name, err)

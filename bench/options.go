@@ -14,7 +14,7 @@ import (
 )
 
 // partNames are the parts, in the order they run.
-var partNames = []string{"latency", "middleware", "recycle", "stress", "scale", "pm2"}
+var partNames = []string{"latency", "middleware", "recycle", "stress", "scale"}
 
 // options is the harness's configuration, from its flags.
 type options struct {
@@ -28,7 +28,6 @@ type options struct {
 	load      loadConfig
 	scale     scaleConfig
 	stress    stressConfig
-	node      nodeLoad
 }
 
 // parseFlags parses the command line. A bad value is an error naming the
@@ -60,7 +59,6 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.load.CheckInterval, "check-interval", time.Second, "recycle and scale: longest time between two memory samples of a worker")
 	fs.DurationVar(&o.stress.Duration, "stress-duration", 10*time.Second, "stress: how long the load of each recycling scenario lasts")
 	fs.BoolVar(&o.stress.Short, "stress-short", false, "stress: the smoke run's smaller scenarios (2,000 clients become 200; -smoke sets it)")
-	fs.DurationVar(&o.node.Duration, "pm2-duration", 60*time.Second, "pm2: load duration of each side (memdrain, PM2, the app alone, behind memdrain)")
 	fs.DurationVar(&o.scale.Measure, "scale-measure", 10*time.Second, "scale: how long to measure the master's CPU for each worker count")
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run . [flags]   (in bench/)\n\n")
@@ -100,8 +98,6 @@ func parseFlags(args []string) (*options, error) {
 		return nil, fmt.Errorf("-scale-workers: %w", err)
 	}
 	o.scale.Limit, o.scale.CheckInterval = o.load.Limit, o.load.CheckInterval
-	o.node.Workers, o.node.Clients, o.node.Limit = o.load.Workers, o.load.Clients, o.load.Limit
-	o.node.WorkMillis, o.node.LeakKiB = o.load.WorkMillis, o.load.LeakKiB
 	for _, c := range []struct {
 		name   string
 		v, lo  int
@@ -165,9 +161,6 @@ func smokeDefaults(o *options, set map[string]bool, limit, scaleWorkers *string)
 	}
 	if !set["scale-workers"] {
 		*scaleWorkers = "1,4"
-	}
-	if !set["pm2-duration"] {
-		o.node.Duration = 6 * time.Second
 	}
 	if !set["scale-measure"] {
 		o.scale.Measure = 2 * time.Second
