@@ -5,7 +5,7 @@
 //     (drain.Serve against http.Server.Shutdown);
 //  2. middleware: the cost the middleware adds to a request;
 //  3. recycle: a cluster of leaking workers recycled under load (the
-//     example program, driven from here), with
+//     subject program in subject/, driven from here), with
 //  4. the baseline in the same part: each worker shuts itself down with
 //     http.Server.Shutdown over the limit and is respawned after it exited;
 //  5. stress: the scenarios of issue 7 (a reload under 2,000 clients,

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // partNames are the parts, in the order they run.
@@ -85,7 +85,7 @@ func parseFlags(args []string) (*options, error) {
 	if o.parts, err = parseParts(*parts); err != nil {
 		return nil, err
 	}
-	if o.load.Limit, err = drain.ParseMemoryLimit(*limit); err != nil {
+	if o.load.Limit, err = memory.ParseMemoryLimit(*limit); err != nil {
 		return nil, fmt.Errorf("-limit: %w", err)
 	}
 	if o.load.Limit == 0 {
@@ -123,7 +123,7 @@ func parseFlags(args []string) (*options, error) {
 		{"longest", o.latency.Longest, time.Millisecond},
 		{"benchtime", o.benchTime, time.Millisecond},
 		{"duration", o.load.Duration, time.Second},
-		{"check-interval", o.load.CheckInterval, drain.MinCheckInterval},
+		{"check-interval", o.load.CheckInterval, memory.MinCheckInterval},
 		{"scale-measure", o.scale.Measure, time.Second},
 		{"stress-duration", o.stress.Duration, time.Second},
 	} {

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // recyclePart is part 3 (memdrain's recycling under load) with part 4
@@ -23,11 +23,11 @@ type recyclePart struct {
 	Ratios map[string]float64 `json:"baseline_over_memdrain,omitempty"`
 }
 
-// runRecyclePart builds the example, runs memdrain's recycling and then
+// runRecyclePart builds the subject, runs memdrain's recycling and then
 // (unless skipped) the baseline under the same load.
 func runRecyclePart(ctx context.Context, cfg loadConfig, withBaseline bool, tmp string, prog *progress) (*recyclePart, error) {
-	prog.note("recycling under load: building the example")
-	bin, err := buildExample(ctx, tmp)
+	prog.note("recycling under load: building the subject")
+	bin, err := buildSubject(ctx, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func ratios(m, b *recycleResult) map[string]float64 {
 func (p *recyclePart) print(w io.Writer) {
 	c := p.Config
 	fmt.Fprintf(w, "\n3. Recycling under load: %d workers, limit %s, %d clients (%d keep-alive, %d new connection each request), %d ms requests leaking %d KiB, %.0f s\n",
-		c.Workers, drain.FormatSize(c.Limit), c.Clients, c.Clients-c.Clients/2, c.Clients/2, c.WorkMillis, c.LeakKiB, p.Seconds)
+		c.Workers, memory.FormatSize(c.Limit), c.Clients, c.Clients-c.Clients/2, c.Clients/2, c.WorkMillis, c.LeakKiB, p.Seconds)
 	cols := []*recycleResult{&p.recycleResult}
 	header := []string{"", "memdrain"}
 	if p.Baseline != nil {
@@ -115,7 +115,7 @@ func (p *recyclePart) print(w io.Writer) {
 		return fmt.Sprintf("%.0f/s (%.0f%%)", r.ThroughputMinAwayRPS, pct(r.ThroughputMinAwayRPS, r.ThroughputSteadyRPS))
 	})
 	each("highest worker RSS", func(r *recycleResult) string {
-		return fmt.Sprintf("%s (%.2f× the limit)", drain.FormatSize(r.MaxRSSBytes), r.MaxRSSRatio)
+		return fmt.Sprintf("%s (%.2f× the limit)", memory.FormatSize(r.MaxRSSBytes), r.MaxRSSRatio)
 	})
 	each("  per worker", func(r *recycleResult) string {
 		var s []string
@@ -134,7 +134,7 @@ func (p *recyclePart) print(w io.Writer) {
 		return fmt.Sprintf("%.2f s (%.2f%% of a core)", r.MasterCPUSeconds, r.MasterCPUPercent)
 	})
 	each("master RSS (peak)", func(r *recycleResult) string {
-		return fmt.Sprintf("%s (%s)", drain.FormatSize(r.MasterRSSBytes), drain.FormatSize(r.MasterPeakRSSBytes))
+		return fmt.Sprintf("%s (%s)", memory.FormatSize(r.MasterRSSBytes), memory.FormatSize(r.MasterPeakRSSBytes))
 	})
 	t.write(w)
 }

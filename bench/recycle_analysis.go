@@ -4,6 +4,9 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 )
 
 // The windows the figures are computed over.
@@ -85,9 +88,9 @@ func analyze(rec *record) recycleResult {
 	var recycles []time.Time
 	for _, e := range rec.events {
 		switch {
-		case e.isRecycle() && inWindow(e.Time):
+		case e.IsRecycle() && inWindow(e.Time):
 			recycles = append(recycles, e.Time)
-		case e.Kind == kindAccidental && inWindow(e.Time):
+		case e.Is(cluster.ExitedAccidental) && inWindow(e.Time):
 			r.Crashes++
 		}
 	}
@@ -188,18 +191,18 @@ func throughput(counts []int, start time.Time, recycles []time.Time) (steady, ar
 // between start and end, the time from its over-limit event to the next
 // ready event of another process in its slot (its replacement), and to
 // its own exit.
-func handOvers(events []event, start, end time.Time) (toReady, toExit []time.Duration) {
+func handOvers(events []eventlog.Event, start, end time.Time) (toReady, toExit []time.Duration) {
 	for i, e := range events {
-		if e.Kind != kindOverLimit || e.Reason != "memory" || e.Time.Before(start) || e.Time.After(end) {
+		if !e.Is(cluster.OverLimit) || e.Reason != "memory" || e.Time.Before(start) || e.Time.After(end) {
 			continue
 		}
 		readyFound, exitFound := false, false
 		for _, f := range events[i+1:] {
-			if !readyFound && f.Kind == kindReady && f.Worker == e.Worker && f.Pid != e.Pid && !f.Time.Before(e.Time) {
+			if !readyFound && f.Is(cluster.Ready) && f.Worker == e.Worker && f.Pid != e.Pid && !f.Time.Before(e.Time) {
 				toReady = append(toReady, f.Time.Sub(e.Time))
 				readyFound = true
 			}
-			if !exitFound && f.isExit() && f.Pid == e.Pid {
+			if !exitFound && f.IsExit() && f.Pid == e.Pid {
 				toExit = append(toExit, f.Time.Sub(e.Time))
 				exitFound = true
 			}

@@ -5,15 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/internal/loadgen"
 )
 
-// The recycling part runs the example as a cluster of leaking workers and
+// The recycling part runs the subject as a cluster of leaking workers and
 // drives it with closed-loop load from this process: memdrain's fork-first
 // recycling, then the baseline's replacement after exit, on the same
 // workload. This file runs one of them and records everything raw;
@@ -59,7 +60,7 @@ type record struct {
 	cfg        loadConfig
 	start, end time.Time // the load's window
 	outcomes   [2][]loadgen.Outcome
-	events     []event
+	events     []eventlog.Event
 	samples    []rssSample
 	peaks      map[int]workerPeak // by pid
 	masterCPU  time.Duration      // over the load's window
@@ -77,8 +78,8 @@ type workerPeak struct {
 // sampleEvery is how often the harness reads every worker's RSS.
 const sampleEvery = 50 * time.Millisecond
 
-// runRecycle starts the example in cfg's mode, waits until its workers
-// serve, drives the load for cfg.Duration, stops the example, and returns
+// runRecycle starts the subject in cfg's mode, waits until its workers
+// serve, drives the load for cfg.Duration, stops the subject, and returns
 // what it saw.
 func runRecycle(ctx context.Context, bin string, cfg loadConfig, prog *progress) (*record, error) {
 	addr, err := freePort()
@@ -89,31 +90,27 @@ func runRecycle(ctx context.Context, bin string, cfg loadConfig, prog *progress)
 	var mu sync.Mutex
 	live := map[int]int{} // pid -> slot
 	ready := make(chan struct{}, 1024)
-	handle := func(e event) {
+	handle := func(e eventlog.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		rec.events = append(rec.events, e)
 		switch {
-		case e.Kind == kindStarted && e.Pid != 0:
+		case e.Is(cluster.Started) && e.Pid != 0:
 			live[e.Pid] = e.Worker
-		case e.isExit():
+		case e.IsExit():
 			delete(live, e.Pid)
-		case e.Kind == kindReady:
+		case e.Is(cluster.Ready):
 			select {
 			case ready <- struct{}{}:
 			default:
 			}
 		}
 	}
-	args := []string{
-		"-events-json", "-status-every", "1s", "-load=false", "-addr", addr,
-		"-workers", strconv.Itoa(cfg.Workers), "-max-memory", strconv.FormatUint(cfg.Limit, 10),
-		"-check-interval", cfg.CheckInterval.String(),
-	}
+	spec := subjectSpec{addr: addr, workers: cfg.Workers, limit: cfg.Limit, checkInterval: cfg.CheckInterval, args: []string{"-status-every", "1s"}}
 	if cfg.Baseline {
-		args = append(args, "-baseline")
+		spec.args = append(spec.args, "-baseline")
 	}
-	proc, err := startExample(bin, args, handle)
+	proc, err := startSubject(bin, spec, handle)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +149,7 @@ func runRecycle(ctx context.Context, bin string, cfg loadConfig, prog *progress)
 		mu.Lock()
 		recycles := 0
 		for _, e := range rec.events {
-			if e.isRecycle() {
+			if e.IsRecycle() {
 				recycles++
 			}
 		}
@@ -213,7 +210,7 @@ func runRecycle(ctx context.Context, bin string, cfg loadConfig, prog *progress)
 }
 
 // waitReady waits until n workers reported ready.
-func waitReady(ctx context.Context, proc *exampleProc, ready <-chan struct{}, n int, timeout time.Duration) error {
+func waitReady(ctx context.Context, proc *subjectProc, ready <-chan struct{}, n int, timeout time.Duration) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for got := 0; got < n; got++ {

@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
+	"github.com/memdrain/memdrain/memory"
 )
 
-// Part 5: the cost of supervision. The example's master with 1 to 64 idle
+// Part 5: the cost of supervision. The subject's master with 1 to 64 idle
 // workers under a memory limit (so every worker is sampled): its CPU time
 // per check interval, measured over a while once every worker is ready,
 // and its RSS.
@@ -43,8 +44,8 @@ type scaleFigure struct {
 }
 
 func runScalePart(ctx context.Context, cfg scaleConfig, tmp string, prog *progress) (*scalePart, error) {
-	prog.note("cost of supervision: building the example")
-	bin, err := buildExample(ctx, tmp)
+	prog.note("cost of supervision: building the subject")
+	bin, err := buildSubject(ctx, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +60,7 @@ func runScalePart(ctx context.Context, cfg scaleConfig, tmp string, prog *progre
 	return p, nil
 }
 
-// measureScale starts the example with n idle workers, waits until all
+// measureScale starts the subject with n idle workers, waits until all
 // are ready and a moment more, and measures the master over cfg.Measure.
 func measureScale(ctx context.Context, bin string, n int, cfg scaleConfig, prog *progress) (scaleFigure, error) {
 	addr, err := freePort()
@@ -67,8 +68,8 @@ func measureScale(ctx context.Context, bin string, n int, cfg scaleConfig, prog 
 		return scaleFigure{}, err
 	}
 	ready := make(chan struct{}, 4096)
-	handle := func(e event) {
-		if e.Kind != kindReady {
+	handle := func(e eventlog.Event) {
+		if !e.Is(cluster.Ready) {
 			return
 		}
 		select {
@@ -77,10 +78,7 @@ func measureScale(ctx context.Context, bin string, n int, cfg scaleConfig, prog 
 		}
 	}
 	// No status lines: printing them would be part of what is measured.
-	proc, err := startExample(bin, []string{
-		"-events-json", "-status-every", "0", "-load=false", "-addr", addr, "-workers", strconv.Itoa(n),
-		"-max-memory", strconv.FormatUint(cfg.Limit, 10), "-check-interval", cfg.CheckInterval.String(),
-	}, handle)
+	proc, err := startSubject(bin, subjectSpec{addr: addr, workers: n, limit: cfg.Limit, checkInterval: cfg.CheckInterval}, handle)
 	if err != nil {
 		return scaleFigure{}, err
 	}
@@ -146,12 +144,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (p *scalePart) print(w io.Writer) {
 	c := p.Config
 	fmt.Fprintf(w, "\n5. Cost of supervision: the master with idle workers under a %s limit, sampled every %v, measured over %v\n",
-		drain.FormatSize(c.Limit), c.CheckInterval, c.Measure)
+		memory.FormatSize(c.Limit), c.CheckInterval, c.Measure)
 	t := &table{}
 	t.row("workers", "master CPU per interval", "per worker", "of a core", "master RSS", "all ready after")
 	for _, r := range p.Rows {
 		t.row(fmt.Sprint(r.Workers), fmt.Sprintf("%.0f µs", r.CPUPerIntervalUs), fmt.Sprintf("%.1f µs", r.PerWorkerUs),
-			fmt.Sprintf("%.3f%%", r.CPUPercent), drain.FormatSize(r.RSSBytes), fmt.Sprintf("%.1f s", r.ReadySeconds))
+			fmt.Sprintf("%.3f%%", r.CPUPercent), memory.FormatSize(r.RSSBytes), fmt.Sprintf("%.1f s", r.ReadySeconds))
 	}
 	t.write(w)
 }

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
-// The stress part runs the scenarios of issue 7 against the example: a
+// The stress part runs the scenarios of issue 7 against the subject: a
 // reload under 2,000 kept-alive clients, clients far away (late first
 // byte, slow TLS handshake, latency on every write), HTTP/2, fast and
 // standard leaks, a recycle while another worker drains slowly, a bad
@@ -32,17 +32,17 @@ type scenario struct {
 
 // scenarios are the stress part's rows, in the order they run. The gated
 // ones fail the run, the smoke run included, when they miss their target:
-// every scenario of no lost request, and the standard leak's limit. The
-// HTTP/2 rows are not gated, for their GOAWAY resends (see bench/README.md),
-// nor are the fast leak and the slow drain, whose highest RSS on a shared
-// 2-core machine depends on its load.
+// every scenario of no lost request (HTTP/2 included, since the drain's
+// two-step GOAWAY), and the standard leak's limit. The fast leak and the
+// slow drain are not, for their highest RSS on a shared 2-core machine
+// depends on its load.
 var scenarios = []scenario{
 	{key: "reload", gate: true, name: "reload (SIGHUP), keep-alive POST clients", run: reloadScenario},
 	{key: "late-first-byte", gate: true, name: "late first byte (150 ms), recycles", run: lateFirstByteScenario},
 	{key: "slow-handshake", gate: true, name: "slow TLS handshake (150 ms), recycles", run: slowHandshakeScenario},
 	{key: "latency", gate: true, name: "keep-alive POSTs over 50 ms latency, recycles", run: latencyScenario},
-	{key: "h2c", name: "HTTP/2 h2c with pauses, recycles", run: h2cScenario},
-	{key: "h2-tls", name: "HTTP/2 over TLS with pauses, recycles", run: h2TLSScenario},
+	{key: "h2c", gate: true, name: "HTTP/2 h2c with pauses, recycles", run: h2cScenario},
+	{key: "h2-tls", gate: true, name: "HTTP/2 over TLS with pauses, recycles", run: h2TLSScenario},
 	{key: "fast-leak", name: "fast leak, ~200 MiB/s a worker", run: fastLeakScenario},
 	{key: "standard-leak", name: "standard leak, ~20 MiB/s a worker", gate: true, run: standardLeakScenario},
 	{key: "slow-drain", name: "recycle during a slow drain", run: slowDrainScenario},
@@ -69,7 +69,7 @@ type stressConfig struct {
 // stressEnv is what every scenario gets.
 type stressEnv struct {
 	cfg stressConfig
-	bin string // the example, built once
+	bin string // the subject, built once
 	tmp string // a directory of the scenario's own
 }
 
@@ -113,7 +113,7 @@ func (r *stressRow) notef(format string, args ...any) {
 }
 
 // oneLine keeps a note on one line of the table, and short: an error
-// with the example's stderr ends in its last lines.
+// with the subject's stderr ends in its last lines.
 func oneLine(s string) string {
 	const most = 300
 	s = strings.Join(strings.Fields(s), " ")
@@ -130,12 +130,12 @@ type stressPart struct {
 	Rows   []stressRow  `json:"scenarios"`
 }
 
-// runStressPart builds the example and runs every chosen scenario. A
+// runStressPart builds the subject and runs every chosen scenario. A
 // scenario the harness cannot run is a failed row, not an error of the
 // part: the other rows still tell something.
 func runStressPart(ctx context.Context, cfg stressConfig, tmp string, prog *progress) (*stressPart, error) {
-	prog.note("stress scenarios: building the example")
-	bin, err := buildExample(ctx, tmp)
+	prog.note("stress scenarios: building the subject")
+	bin, err := buildSubject(ctx, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (p *stressPart) print(w io.Writer) {
 	for _, r := range p.Rows {
 		rss := "—"
 		if r.LimitBytes > 0 && r.MaxRSSRatio > 0 {
-			rss = fmt.Sprintf("%.2f× of %s", r.MaxRSSRatio, drain.FormatSize(r.LimitBytes))
+			rss = fmt.Sprintf("%.2f× of %s", r.MaxRSSRatio, memory.FormatSize(r.LimitBytes))
 		}
 		result := "FAIL"
 		if r.Pass {

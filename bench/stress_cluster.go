@@ -3,20 +3,22 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 )
 
-// A stress scenario's cluster: the example, started as a master on a free
+// A stress scenario's cluster: the subject, started as a master on a free
 // port of 127.0.0.1, its events kept, its workers' peak memory watched.
 
-// clusterSpec is how a scenario starts the example.
+// clusterSpec is how a scenario starts the subject.
 type clusterSpec struct {
 	bin          string
 	workers      int
 	limit        uint64
-	drainTimeout time.Duration // zero: the example's default
+	drainTimeout time.Duration // zero: the cluster's default
 	args         []string      // more flags: -tls, -h2c
 }
 
@@ -26,14 +28,14 @@ type clusterSpec struct {
 const guardRatio = 6
 
 type stressCluster struct {
-	proc  *exampleProc
+	proc  *subjectProc
 	addr  string
 	limit uint64
 
 	mu      sync.Mutex
-	events  []event
+	events  []eventlog.Event
 	live    map[int]int // pid -> slot
-	peak    uint64      // the highest VmHWM of any worker so far
+	peak    uint64      // the highest VmHWM of any worker so far, or peak at its exit
 	changed chan struct{}
 	guard   chan struct{} // closed when a worker passed guardRatio × limit
 
@@ -41,7 +43,7 @@ type stressCluster struct {
 	watching  sync.WaitGroup
 }
 
-// startCluster starts the example and waits until every worker reported
+// startCluster starts the subject and waits until every worker reported
 // ready.
 func startCluster(ctx context.Context, s clusterSpec) (*stressCluster, error) {
 	addr, err := freePort()
@@ -49,14 +51,7 @@ func startCluster(ctx context.Context, s clusterSpec) (*stressCluster, error) {
 		return nil, err
 	}
 	c := &stressCluster{addr: addr, limit: s.limit, live: map[int]int{}, changed: make(chan struct{}), guard: make(chan struct{})}
-	args := []string{
-		"-events-json", "-status-every", "0", "-load=false", "-addr", addr,
-		"-workers", strconv.Itoa(s.workers), "-max-memory", strconv.FormatUint(s.limit, 10),
-	}
-	if s.drainTimeout > 0 {
-		args = append(args, "-drain-timeout", s.drainTimeout.String())
-	}
-	c.proc, err = startExample(s.bin, append(args, s.args...), c.handle)
+	c.proc, err = startSubject(s.bin, subjectSpec{addr: addr, workers: s.workers, limit: s.limit, drainTimeout: s.drainTimeout, args: s.args}, c.handle)
 	if err != nil {
 		return nil, err
 	}
@@ -67,25 +62,31 @@ func startCluster(ctx context.Context, s clusterSpec) (*stressCluster, error) {
 		defer c.watching.Done()
 		c.watchMemory(watchCtx)
 	}()
-	ready := func(e event) bool { return e.Kind == kindReady }
+	ready := func(e eventlog.Event) bool { return e.Is(cluster.Ready) }
 	if _, err := c.waitCount(ctx, 0, s.workers, 30*time.Second, ready); err != nil {
 		c.close()
-		return nil, fmt.Errorf("starting the example: %w", err)
+		return nil, fmt.Errorf("starting the subject: %w", err)
 	}
 	return c, nil
 }
 
 // handle keeps an event; it runs on the one goroutine reading the
-// example's output.
-func (c *stressCluster) handle(e event) {
+// subject's output.
+func (c *stressCluster) handle(e eventlog.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events = append(c.events, e)
 	switch {
-	case e.Kind == kindStarted && e.Pid != 0:
+	case e.Is(cluster.Started) && e.Pid != 0:
 		c.live[e.Pid] = e.Worker
-	case e.isExit():
+	case e.IsExit():
 		delete(c.live, e.Pid)
+		// An exit carries the worker's highest resident memory in its
+		// life, from the kernel: the sampling below reads VmHWM only every
+		// sampleEvery, and a worker that grew after its last reading (one
+		// leaking 200 MiB/s grows 10 MiB in 50 ms, and peaks as it exits)
+		// would be reported lower than it reached.
+		c.peak = max(c.peak, e.Memory)
 	}
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -101,12 +102,12 @@ func (c *stressCluster) mark() int {
 // waitCount waits until n events from index from on match, and returns
 // the last of them. It fails after timeout, when ctx ends, or when the
 // master exited.
-func (c *stressCluster) waitCount(ctx context.Context, from, n int, timeout time.Duration, match func(event) bool) (event, error) {
+func (c *stressCluster) waitCount(ctx context.Context, from, n int, timeout time.Duration, match func(eventlog.Event) bool) (eventlog.Event, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		c.mu.Lock()
-		got, last := 0, event{}
+		got, last := 0, eventlog.Event{}
 		for _, e := range c.events[min(from, len(c.events)):] {
 			if match(e) {
 				got++
@@ -121,17 +122,17 @@ func (c *stressCluster) waitCount(ctx context.Context, from, n int, timeout time
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return event{}, ctx.Err()
+			return eventlog.Event{}, ctx.Err()
 		case <-c.proc.exited:
-			return event{}, c.proc.running()
+			return eventlog.Event{}, c.proc.running()
 		case <-deadline.C:
-			return event{}, fmt.Errorf("%d of %d events awaited in %v", got, n, timeout)
+			return eventlog.Event{}, fmt.Errorf("%d of %d events awaited in %v", got, n, timeout)
 		}
 	}
 }
 
 // count returns the number of events from index from on that match.
-func (c *stressCluster) count(from int, match func(event) bool) int {
+func (c *stressCluster) count(from int, match func(eventlog.Event) bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -196,7 +197,7 @@ func (c *stressCluster) peakRatio() float64 {
 	return float64(c.peak) / float64(max(c.limit, 1))
 }
 
-// close stops the example (its master and workers) and the watch.
+// close stops the subject (its master and workers) and the watch.
 func (c *stressCluster) close() error {
 	defer func() {
 		c.stopWatch()
@@ -210,6 +211,6 @@ func (c *stressCluster) close() error {
 func (c *stressCluster) closeInto(row *stressRow) {
 	exited := c.proc.running() != nil
 	if err := c.close(); err != nil && !exited {
-		row.notef("stopping the example: %v", err)
+		row.notef("stopping the subject: %v", err)
 	}
 }

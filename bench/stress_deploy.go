@@ -8,6 +8,9 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 )
 
 // The deploy scenarios: a reload under thousands of kept-alive clients,
@@ -37,8 +40,8 @@ func reloadScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 	mark := c.mark()
 	reloaded := time.Now()
 	syscall.Kill(c.proc.pid, syscall.SIGHUP)
-	isNew := func(e event) bool { return e.Kind == kindReady && !slices.Contains(mapValues(old), e.Pid) }
-	isOldExit := func(e event) bool { return e.isExit() && slices.Contains(mapValues(old), e.Pid) }
+	isNew := func(e eventlog.Event) bool { return e.Is(cluster.Ready) && !slices.Contains(mapValues(old), e.Pid) }
+	isOldExit := func(e eventlog.Event) bool { return e.IsExit() && slices.Contains(mapValues(old), e.Pid) }
 	_, errNew := c.waitCount(ctx, mark, workers, pick(env, 12*time.Second, 8*time.Second), isNew)
 	_, errOld := c.waitCount(ctx, mark, workers, pick(env, 4*time.Second, 2*time.Second), isOldExit)
 	took := time.Since(reloaded)
@@ -71,7 +74,7 @@ func errOr(err error) string {
 	return err.Error()
 }
 
-// badDeployScenario runs the example from a path of its own, replaces
+// badDeployScenario runs the subject from a path of its own, replaces
 // the file there with a program that exits 3, and reloads under load:
 // nothing may fail, the master must stay up, and a later reload with the
 // good binary back must work.
@@ -79,7 +82,7 @@ func badDeployScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 	const workers = 2
 	row = stressRow{Target: "0 failed, 0 retried, master up, next good reload done"}
 	dir := filepath.Join(env.tmp, "deploy")
-	bin := filepath.Join(dir, "memdrain-example")
+	bin := filepath.Join(dir, "memdrain-subject")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return row.notRun(err)
 	}
@@ -109,9 +112,9 @@ func badDeployScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 	mark := c.mark()
 	syscall.Kill(c.proc.pid, syscall.SIGHUP)
 	hold(ctx, pick(env, 8*time.Second, 4*time.Second), c.proc.exited)
-	crashes := c.count(mark, func(e event) bool { return e.Kind == kindAccidental || e.Kind == "ready-timeout" })
+	crashes := c.count(mark, func(e eventlog.Event) bool { return e.Is(cluster.ExitedAccidental) || e.Is(cluster.ReadyTimeout) })
 	masterUp := c.proc.running() == nil
-	row.notef("%d failed starts, %d reload-failed events", crashes, c.count(mark, func(e event) bool { return e.Kind == "reload-failed" }))
+	row.notef("%d failed starts, %d reload-failed events", crashes, c.count(mark, func(e eventlog.Event) bool { return e.Is(cluster.ReloadFailed) }))
 	reloadOK := false
 	if masterUp {
 		if err := replaceFile(bin, good); err != nil {
@@ -119,7 +122,7 @@ func badDeployScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 		}
 		mark := c.mark()
 		syscall.Kill(c.proc.pid, syscall.SIGHUP)
-		_, err := c.waitCount(ctx, mark, workers, pick(env, 10*time.Second, 6*time.Second), func(e event) bool { return e.Kind == kindReady })
+		_, err := c.waitCount(ctx, mark, workers, pick(env, 10*time.Second, 6*time.Second), func(e eventlog.Event) bool { return e.Is(cluster.Ready) })
 		reloadOK = err == nil
 		if reloadOK {
 			row.notef("master up; good reload done")

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 )
 
 // The fault scenarios: shutdown under load and a hung worker. No memory
@@ -118,7 +121,7 @@ func hungWorkerScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 	// Runs before c.close (deferred earlier): a stopped worker never
 	// exits, and the master's stop waits for every worker.
 	defer syscall.Kill(pid, syscall.SIGCONT)
-	ev, err := c.waitCount(ctx, mark, 1, within, func(e event) bool { return e.Kind == "hung" && e.Pid == pid })
+	ev, err := c.waitCount(ctx, mark, 1, within, func(e eventlog.Event) bool { return e.Is(cluster.Hung) && e.Pid == pid })
 	seen := err == nil
 	var after time.Time
 	if seen {

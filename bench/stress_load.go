@@ -68,7 +68,7 @@ func hold(ctx context.Context, d time.Duration, early ...<-chan struct{}) {
 }
 
 // probe makes one request with a client of spec and returns its error:
-// whether the example serves that protocol at all.
+// whether the subject serves that protocol at all.
 func probe(spec clientSpec, url string) error {
 	spec.timeout = 3 * time.Second
 	c := spec.client()

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 )
 
 // The scenarios in which workers are recycled for memory while clients
@@ -17,10 +20,10 @@ const mib = 1 << 20
 // two seconds.
 const recycleLimit = 48 * mib
 
-// recycling runs load (built for the example's base URL) against a
+// recycling runs load (built for the subject's base URL) against a
 // cluster of 2 workers recycled for memory, for the part's duration. The
 // target: no request failed or retried, and at least one recycle. With
-// tls, a probe first checks that the example serves that protocol.
+// tls, a probe first checks that the subject serves that protocol.
 func recycling(ctx context.Context, env *stressEnv, args []string, probeWith *clientSpec, load func(base string) []runner) (row stressRow) {
 	row = stressRow{Target: "0 failed, 0 retried, ≥ 1 recycle", LimitBytes: recycleLimit}
 	c, err := startCluster(ctx, clusterSpec{bin: env.bin, workers: 2, limit: recycleLimit, args: args})
@@ -33,7 +36,7 @@ func recycling(ctx context.Context, env *stressEnv, args []string, probeWith *cl
 		scheme = probeWith.proto.scheme()
 		if err := probe(*probeWith, scheme+"://"+c.addr+"/health"); err != nil {
 			row.Requests, row.Failed, row.Failures = 1, 1, map[string]int{"probe": 1}
-			row.notef("the example does not serve this protocol (probe: %v)", err)
+			row.notef("the subject does not serve this protocol (probe: %v)", err)
 			return row
 		}
 	}
@@ -42,7 +45,7 @@ func recycling(ctx context.Context, env *stressEnv, args []string, probeWith *cl
 	l := startLoads(t, load(scheme+"://"+c.addr)...)
 	hold(ctx, env.cfg.Duration, c.guard)
 	l.finish()
-	recycles := c.count(mark, event.isRecycle)
+	recycles := c.count(mark, eventlog.Event.IsRecycle)
 	row.counted(t.totals(time.Time{}, time.Time{}))
 	row.MaxRSSRatio = c.peakRatio()
 	row.Pass = row.Failed == 0 && row.Retried == 0 && recycles > 0
@@ -117,7 +120,7 @@ func leaking(ctx context.Context, env *stressEnv, mibPerSec, leakKiB int, most f
 	hold(ctx, max(env.cfg.Duration, least), c.guard)
 	l.finish()
 	secs := time.Since(start).Seconds()
-	recycles := c.count(mark, event.isRecycle)
+	recycles := c.count(mark, eventlog.Event.IsRecycle)
 	row.counted(t.totals(time.Time{}, time.Time{}))
 	row.MaxRSSRatio = c.peakRatio()
 	row.Pass = row.Failed == 0 && row.MaxRSSRatio <= most && recycles > 0
@@ -128,7 +131,7 @@ func leaking(ctx context.Context, env *stressEnv, mibPerSec, leakKiB int, most f
 		row.notef("load stopped at %d× the limit", guardRatio)
 	default:
 	}
-	row.notef("%d recycles, %d config-problem", recycles, c.count(mark, func(e event) bool { return e.Kind == "config-problem" }))
+	row.notef("%d recycles, %d config-problem", recycles, c.count(mark, func(e eventlog.Event) bool { return e.Is(cluster.ConfigProblem) }))
 	return row
 }
 
@@ -169,7 +172,7 @@ func slowDrainScenario(ctx context.Context, env *stressEnv) (row stressRow) {
 	l.finish()
 	row.counted(t.totals(time.Time{}, time.Time{}))
 	row.MaxRSSRatio = c.peakRatio()
-	recycles := c.count(mark, event.isRecycle)
+	recycles := c.count(mark, eventlog.Event.IsRecycle)
 	row.Pass = row.Failed == 0 && row.MaxRSSRatio <= most && recycles > 0
 	row.notef("4 requests of %v always in flight; %d recycles", long, recycles)
 	return row

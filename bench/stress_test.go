@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/memdrain/memdrain/bench/internal/eventlog"
+	"github.com/memdrain/memdrain/cluster"
 )
 
 // closingServer answers the first request on each connection with a
@@ -273,5 +276,17 @@ func TestFailureKindDropsTheURL(t *testing.T) {
 	o := send(c, http.MethodGet, "https"+strings.TrimPrefix(srv.URL, "http"))
 	if !strings.HasPrefix(o.failure, "other: ") || strings.Contains(o.failure, "127.0.0.1") {
 		t.Fatalf("failure %q; want an other: kind without the URL", o.failure)
+	}
+}
+
+// TestAnExitsPeakCountsInTheHighestRSS: VmHWM is read every sampleEvery,
+// and a worker that grows after its last reading, up to its exit, peaks
+// unseen; its exit event carries the peak, which must count.
+func TestAnExitsPeakCountsInTheHighestRSS(t *testing.T) {
+	c := &stressCluster{limit: 64 << 20, live: map[int]int{}, changed: make(chan struct{})}
+	c.handle(eventlog.Event{Kind: cluster.Started.String(), Pid: 7, Worker: 0})
+	c.handle(eventlog.Event{Kind: cluster.ExitedPlanned.String(), Pid: 7, Worker: 0, Memory: 80 << 20})
+	if got := c.peakRatio(); got != 1.25 {
+		t.Errorf("highest RSS %.2f× of the limit, want 1.25× (the exit's peak)", got)
 	}
 }

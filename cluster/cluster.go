@@ -36,7 +36,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // A Cluster is a configured cluster, on either side: New it, then Run it.
@@ -86,7 +86,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	cfg = cfg.withDefaults()
 	if !IsWorker() && (cfg.MaxMemory > 0 || cfg.TotalMemory > 0) {
-		available, source, err := drain.AvailableMemory()
+		available, source, err := memory.AvailableMemory()
 		if err != nil {
 			cfg.Logger.Warn("could not tell how much memory this process may use; MaxMemory not checked", "err", err)
 		} else if err := cfg.checkMemoryFits(available, source); err != nil {
@@ -185,25 +185,24 @@ func (c *Cluster) runMaster() error {
 	if err != nil {
 		return err
 	}
-	addrs := make([]string, len(listeners))
-	for i, ln := range listeners {
-		addrs[i] = ln.Addr().String()
-	}
 	m := &master{
 		cfg:       c.cfg,
 		log:       c.cfg.Logger.With("master", os.Getpid()),
 		exe:       exe,
 		listeners: listeners,
 		files:     files,
-		addrs:     addrs,
 		spawner:   newSpawner(),
 		events:    make(chan any, 64),
 		done:      make(chan struct{}),
 		procs:     make(map[int]*proc),
 	}
 	defer m.spawner.stop()
+	addrs := make([]string, len(listeners))
+	for i, ln := range listeners {
+		addrs[i] = ln.Addr().String()
+	}
 	m.log.Info("master started", "workers", c.cfg.Workers, "listen", strings.Join(addrs, ","),
-		"max_memory", drain.FormatSize(c.cfg.MaxMemory))
+		"max_memory", memory.FormatSize(c.cfg.MaxMemory))
 	stopForwarding := c.forwardSignals(m)
 	defer stopForwarding()
 	c.running.Store(m)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -141,6 +142,23 @@ func (h *harness) waitLog(s string) {
 		case <-wrote:
 		case <-deadline:
 			h.t.Fatalf("no %q in the master's log within %v", s, waitLimit)
+		}
+	}
+}
+
+// waitLogCount waits until the master's log contains s n times.
+func (h *harness) waitLogCount(s string, n int) {
+	h.t.Helper()
+	deadline := time.After(waitLimit)
+	for {
+		logs, wrote := h.logs.next()
+		if strings.Count(logs, s) >= n {
+			return
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
+			h.t.Fatalf("%q fewer than %d times in the master's log within %v", s, n, waitLimit)
 		}
 	}
 }
@@ -831,7 +849,7 @@ func TestAnAgedWorkerWaitingForItsReplacementDoesNotSpinTheMaster(t *testing.T) 
 	s.current = old
 	s.next = &proc{slot: s, pid: 2, handoffs: newHandoffQueue(), state: StateStarting} // its replacement is starting
 	m := &master{
-		cfg:        Config{CheckInterval: time.Second, Sampler: drain.SamplerFunc(func(int) (uint64, error) { return 1, nil })}.withDefaults(),
+		cfg:        Config{CheckInterval: time.Second, Sampler: memory.SamplerFunc(func(int) (uint64, error) { return 1, nil })}.withDefaults(),
 		procs:      map[int]*proc{1: old, 2: s.next},
 		sampleNext: time.NewTimer(time.Hour),
 	}
@@ -892,7 +910,7 @@ func TestStatusIsNilWhenTheMasterIsNotRunning(t *testing.T) {
 // limit makes the worker raise it to the recycle limit, rather than collect
 // in vain until it is recycled.
 func TestTheSoftLimitRisesOnceTheLiveHeapReachesIt(t *testing.T) {
-	never := drain.SamplerFunc(func(int) (uint64, error) { return 1, nil }) // keep the worker: this test watches its soft limit
+	never := memory.SamplerFunc(func(int) (uint64, error) { return 1, nil }) // keep the worker: this test watches its soft limit
 	h := startCluster(t, Config{Workers: 1, MaxMemory: 100 << 20, Sampler: never}, behaveNormally)
 	h.waitReady(1)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}

@@ -6,7 +6,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // Config configures a cluster. Every field has a documented default for its
@@ -51,12 +51,12 @@ type Config struct {
 	// workers together passes it, in bytes. MEMDRAIN_TOTAL_MEMORY.
 	// Default: 0, no budget.
 	TotalMemory uint64
-	// Sampler measures a worker's memory. MEMDRAIN_SAMPLER: "rss" or "uss".
-	// Default: drain.RSS.
-	Sampler drain.Sampler
+	// Sampler measures a worker's memory. MEMDRAIN_SAMPLER: "rss" or "anon".
+	// Default: memory.RSS.
+	Sampler memory.Sampler
 	// CheckInterval is the longest time between two memory samples of a
 	// worker; a worker nearing its limit is sampled sooner (see
-	// drain.Meter). MEMDRAIN_CHECK_INTERVAL as a Go duration ("1s"), or
+	// memory.Meter). MEMDRAIN_CHECK_INTERVAL as a Go duration ("1s"), or
 	// Node's CHECK_INTERVAL in milliseconds. Default: 1 s.
 	CheckInterval time.Duration
 	// Consecutive is how many samples in a row must be over a limit before

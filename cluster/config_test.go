@@ -20,6 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
+	"github.com/memdrain/memdrain/standalone"
 )
 
 // unjoin returns the errors that errors.Join joined into err, or err alone.
@@ -46,7 +48,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 	d := Config{}.withDefaults()
 	assert.Equal(t, []string{":8080"}, d.Listen)
 	assert.Equal(t, runtime.GOMAXPROCS(0), d.Workers)
-	assert.Equal(t, drain.RSS, d.Sampler)
+	assert.Equal(t, memory.RSS, d.Sampler)
 	assert.Equal(t, time.Second, d.CheckInterval)
 	assert.Equal(t, 1, d.Consecutive)
 	assert.Equal(t, 0.9, d.SoftLimitRatio)
@@ -99,7 +101,7 @@ func TestHardMemoryDefaultsToAQuarterAboveMaxMemory(t *testing.T) {
 func TestWithDefaultsKeepsWhatIsSet(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	c := Config{
-		Listen: []string{"unix:/tmp/x.sock"}, Workers: 3, Sampler: drain.USS, CheckInterval: time.Minute,
+		Listen: []string{"unix:/tmp/x.sock"}, Workers: 3, Sampler: memory.Anon, CheckInterval: time.Minute,
 		Consecutive: 2, SoftLimitRatio: -1, ReadyTimeout: time.Second, DrainTimeout: 2 * time.Second,
 		KillGrace: time.Millisecond, HeartbeatTimeout: time.Minute, MaxReplacements: 2, BackoffMin: time.Second, BackoffMax: time.Hour,
 		StableAfter: time.Hour, CrashLimit: 9, CrashWindow: time.Hour, Logger: logger,
@@ -137,7 +139,7 @@ func TestValidateAcceptsZeroAndDefaultsAndSensibleConfigs(t *testing.T) {
 		{Listen: []string{":8080", "127.0.0.1:9090", "[::1]:80", "localhost:http", "unix:/run/app.sock"}},
 		{Listeners: []net.Listener{ln}},
 		{Workers: maxWorkers, MaxMemory: 1 << 20, TotalMemory: 1 << 20},
-		{MaxMemory: 400 << 20, TotalMemory: 2 << 30, Sampler: drain.USS},
+		{MaxMemory: 400 << 20, TotalMemory: 2 << 30, Sampler: memory.Anon},
 		{MaxMemory: 400 << 20, HardMemory: 400 << 20}, {MaxMemory: 400 << 20, HardMemory: 4 << 30},
 		{SoftLimitRatio: 1}, {SoftLimitRatio: -1}, {SoftLimitRatio: math.Inf(-1)},
 		{MaxRequests: 1000, MaxRequestsJitter: 100, MaxAge: time.Hour, MaxAgeJitter: time.Minute},
@@ -147,7 +149,7 @@ func TestValidateAcceptsZeroAndDefaultsAndSensibleConfigs(t *testing.T) {
 		{BackoffMax: 100 * time.Millisecond}, // equal to the default BackoffMin
 		{DrainTimeout: 200 * time.Millisecond, KillGrace: 100 * time.Millisecond},
 		{HeartbeatTimeout: 100 * time.Millisecond}, {HeartbeatTimeout: time.Hour, CheckInterval: time.Minute},
-		{Sampler: drain.SamplerFunc(func(int) (uint64, error) { return 0, nil })},
+		{Sampler: memory.SamplerFunc(func(int) (uint64, error) { return 0, nil })},
 	} {
 		assert.NoError(t, c.Validate(), "%+v", c)
 	}
@@ -181,7 +183,7 @@ func TestValidateRejects(t *testing.T) {
 			"cluster: Config.HardMemory is 300MiB; accepted: 0 for the default (MaxMemory × 1.25, 500MiB here), or at least MaxMemory (400MiB)"}},
 		{"ceiling without a limit", Config{HardMemory: 1 << 30}, []string{"Config.HardMemory is 1GiB", "0 while MaxMemory is 0 (no limit)"}},
 		{"budget below the limit", Config{MaxMemory: 2 << 30, TotalMemory: 1 << 30}, []string{"Config.TotalMemory is 1GiB", "at least MaxMemory (2GiB)"}},
-		{"GoRuntime sampler", Config{Sampler: drain.GoRuntime}, []string{"Config.Sampler is drain.GoRuntime", "drain.RSS, drain.USS"}},
+		{"GoRuntime sampler", Config{Sampler: memory.GoRuntime}, []string{"Config.Sampler is memory.GoRuntime", "memory.RSS, memory.Anon"}},
 		{"negative check interval", Config{CheckInterval: -time.Second}, []string{"Config.CheckInterval is -1s", "a positive duration, or 0 for the default 1s"}},
 		{"unitless check interval", Config{CheckInterval: 250}, []string{"Config.CheckInterval is 250ns", "did you mean 250 * time.Second or 250 * time.Millisecond?"}},
 		{"negative consecutive", Config{Consecutive: -1}, []string{"Config.Consecutive is -1", "a positive count, or 0 for the default 1"}},
@@ -245,7 +247,7 @@ func TestFromEnvReadsEveryVariable(t *testing.T) {
 		"MEMDRAIN_MAX_MEMORY":          "400Mi",
 		"MEMDRAIN_HARD_MEMORY":         "450Mi",
 		"MEMDRAIN_TOTAL_MEMORY":        "1.5Gi",
-		"MEMDRAIN_SAMPLER":             "USS",
+		"MEMDRAIN_SAMPLER":             "ANON",
 		"MEMDRAIN_CHECK_INTERVAL":      "250ms",
 		"MEMDRAIN_CONSECUTIVE":         "3",
 		"MEMDRAIN_SOFT_LIMIT":          "0.8",
@@ -271,7 +273,7 @@ func TestFromEnvReadsEveryVariable(t *testing.T) {
 		MaxMemory:         400 << 20,
 		HardMemory:        450 << 20,
 		TotalMemory:       3 << 29,
-		Sampler:           drain.USS,
+		Sampler:           memory.Anon,
 		CheckInterval:     250 * time.Millisecond,
 		Consecutive:       3,
 		SoftLimitRatio:    0.8,
@@ -317,7 +319,7 @@ func TestFromEnvValues(t *testing.T) {
 		{"MEMDRAIN_WORKERS wins over CPU_COUNT", map[string]string{"CPU_COUNT": "6", "MEMDRAIN_WORKERS": "2"}, func(c *Config) { c.Workers = 2 }},
 		{"an overridden CPU_COUNT is not read", map[string]string{"CPU_COUNT": "six", "MEMDRAIN_WORKERS": "2"}, func(c *Config) { c.Workers = 2 }},
 		{"an empty MEMDRAIN_WORKERS lets CPU_COUNT through", map[string]string{"CPU_COUNT": "6", "MEMDRAIN_WORKERS": ""}, func(c *Config) { c.Workers = 6 }},
-		{"sampler rss", map[string]string{"MEMDRAIN_SAMPLER": " rss "}, func(c *Config) { c.Sampler = drain.RSS }},
+		{"sampler rss", map[string]string{"MEMDRAIN_SAMPLER": " rss "}, func(c *Config) { c.Sampler = memory.RSS }},
 		{"one address", map[string]string{"MEMDRAIN_LISTEN": "127.0.0.1:0"}, func(c *Config) { c.Listen = []string{"127.0.0.1:0"} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -349,7 +351,7 @@ func TestFromEnvRejects(t *testing.T) {
 		{"MEMDRAIN_MAX_MEMORY", "lots", []string{"accepted:", "Mi"}},
 		{"MEMDRAIN_TOTAL_MEMORY", "-1Gi", []string{"negative"}},
 		{"MEMDRAIN_HARD_MEMORY", "lots", []string{"accepted:", "Mi"}},
-		{"MEMDRAIN_SAMPLER", "go", []string{"only the process that calls it", "accepted: rss", "uss"}},
+		{"MEMDRAIN_SAMPLER", "go", []string{"only the process that calls it", "accepted: rss", "anon"}},
 		{"MEMDRAIN_SAMPLER", "pss", []string{"unknown sampler", "accepted: rss"}},
 		{"MEMDRAIN_CHECK_INTERVAL", "250", []string{`did you mean "250ms"?`, "a Go duration"}},
 		{"MEMDRAIN_CHECK_INTERVAL", "-1s", []string{"negative", "≥ 0"}},
@@ -597,9 +599,9 @@ func FuzzFromEnv(f *testing.F) {
 	})
 }
 
-// A single process (drain.OptionsFromEnv, drain.ConfigFromEnv) reads the
+// A single process (standalone.OptionsFromEnv, drain.ConfigFromEnv) reads the
 // variables it shares with a cluster as FromEnv does, with the same errors.
-func TestDrainReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
+func TestOneProcessReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
 	for _, tc := range []struct{ name, value string }{
 		{"MEMDRAIN_MAX_MEMORY", "lots"},
 		{"MEMDRAIN_MAX_MEMORY", "400"},
@@ -616,11 +618,15 @@ func TestDrainReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
 			t.Setenv(tc.name, tc.value)
 			_, clusterErr := FromEnv(Config{})
 			require.Error(t, clusterErr)
-			_, optsErr := drain.OptionsFromEnv(drain.Options{})
+			_, optsErr := standalone.OptionsFromEnv(standalone.Options{})
 			_, cfgErr := drain.ConfigFromEnv(drain.Config{})
-			drainErr := errors.Join(optsErr, cfgErr)
-			require.Error(t, drainErr)
-			assert.Equal(t, strings.TrimPrefix(clusterErr.Error(), "cluster: "), strings.TrimPrefix(drainErr.Error(), "drain: "))
+			oneErr := optsErr
+			if oneErr == nil {
+				oneErr = cfgErr
+			}
+			require.Error(t, oneErr)
+			_, oneMsg, _ := strings.Cut(oneErr.Error(), ": ") // "standalone: " or "drain: "
+			assert.Equal(t, strings.TrimPrefix(clusterErr.Error(), "cluster: "), oneMsg)
 		})
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/envvar"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // FromEnv returns base with each field overridden by its environment
@@ -18,7 +18,7 @@ import (
 // (MEMDRAIN_WORKERS and CPU_COUNT, MEMDRAIN_CHECK_INTERVAL and
 // CHECK_INTERVAL), memdrain's wins and Node's is not read.
 //
-// Sizes are written as drain.ParseMemoryLimit reads them ("400Mi", "1.5Gi",
+// Sizes are written as memory.ParseMemoryLimit reads them ("400Mi", "1.5Gi",
 // "512MB"; "0" for none). Durations are Go durations ("1s", "250ms"); a
 // number without a unit is rejected, since it could mean any unit, except
 // in CHECK_INTERVAL, which is milliseconds by Node's convention.
@@ -57,14 +57,14 @@ var envVars = []envVar{
 	},
 	workersVar("MEMDRAIN_WORKERS", ""),
 	workersVar("CPU_COUNT", "MEMDRAIN_WORKERS"),
-	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "MaxMemory", func(c *Config) *uint64 { return &c.MaxMemory }, "no limit", drain.ParseMemoryLimit),
-	envvar.SizeVar("MEMDRAIN_HARD_MEMORY", "HardMemory", func(c *Config) *uint64 { return &c.HardMemory }, "the default, MaxMemory × 1.25", drain.ParseMemoryLimit),
-	envvar.SizeVar("MEMDRAIN_TOTAL_MEMORY", "TotalMemory", func(c *Config) *uint64 { return &c.TotalMemory }, "no budget", drain.ParseMemoryLimit),
+	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "MaxMemory", func(c *Config) *uint64 { return &c.MaxMemory }, "no limit", memory.ParseMemoryLimit),
+	envvar.SizeVar("MEMDRAIN_HARD_MEMORY", "HardMemory", func(c *Config) *uint64 { return &c.HardMemory }, "the default, MaxMemory × 1.25", memory.ParseMemoryLimit),
+	envvar.SizeVar("MEMDRAIN_TOTAL_MEMORY", "TotalMemory", func(c *Config) *uint64 { return &c.TotalMemory }, "no budget", memory.ParseMemoryLimit),
 	{
 		Name:     "MEMDRAIN_SAMPLER",
 		Field:    "Sampler",
-		Accepted: "rss (resident set size) or uss (resident memory not shared with other processes)",
-		Example:  "uss",
+		Accepted: "rss (resident set size) or anon (resident anonymous memory: heap and stacks, not shared code)",
+		Example:  "anon",
 		Set:      setSampler,
 	},
 	envvar.DurationVar("MEMDRAIN_CHECK_INTERVAL", "CheckInterval", func(c *Config) *time.Duration { return &c.CheckInterval },
@@ -137,7 +137,7 @@ func setSampler(c *Config, v string) (string, bool) {
 	if strings.EqualFold(v, "go") {
 		return `the "go" sampler measures only the process that calls it, and the master measures its workers`, false
 	}
-	s, err := drain.SamplerByName(v)
+	s, err := memory.SamplerByName(v)
 	if err != nil {
 		return "unknown sampler", false
 	}

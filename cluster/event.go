@@ -96,8 +96,14 @@ type Event struct {
 	Worker int          // the worker's slot, 0 to Workers-1
 	Pid    int          // the process concerned
 	Reason drain.Reason // why it is replaced or drained, where that applies
-	Memory uint64       // the worker's last memory sample, in bytes
-	// Duration: for Ready, the time from spawn to ready; for
+	// Memory is the worker's last memory sample, in bytes. For
+	// ExitedPlanned and ExitedAccidental it is the highest resident
+	// memory the process reached in its life, where the system reports it
+	// (Linux and macOS, from wait4), if that is higher: a worker that grows
+	// while it drains peaks after the master's last sample.
+	Memory uint64
+	// Duration: for Ready, the time from spawn (the master asking for
+	// the process, so the fork and exec count) to ready; for
 	// ExitedPlanned, the drain's length; for Respawn, the backoff.
 	Duration time.Duration
 	Err      error // what went wrong, for accidents and timeouts
@@ -138,7 +144,7 @@ func (s *WorkerState) UnmarshalText(text []byte) error {
 }
 
 // WorkerStatus is a snapshot of one worker process. Its JSON form is what
-// the example prints with -events-json and the benchmark harness reads.
+// the benchmark harness's subject prints as JSON lines and the harness reads.
 type WorkerStatus struct {
 	Worker   int         `json:"worker"` // the slot
 	Pid      int         `json:"pid"`

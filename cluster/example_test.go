@@ -12,6 +12,28 @@ import (
 	"github.com/memdrain/memdrain/cluster"
 )
 
+// A cluster: cluster.Run re-executes this binary as the workers, which
+// serve the shared socket; the master recycles a worker whose memory passes
+// MaxMemory, fork-first, without losing a request. MEMDRAIN_* variables
+// override the Config (MEMDRAIN_WORKERS=4, MEMDRAIN_MAX_MEMORY=1Gi).
+func ExampleRun() {
+	cfg, err := cluster.FromEnv(cluster.Config{Listen: []string{":8080"}, MaxMemory: 400 << 20})
+	if err != nil {
+		log.Fatal(err) // names the variable, its value and what is accepted
+	}
+	err = cluster.Run(cfg, func(w *cluster.Worker) error {
+		// In each worker: warm up, then serve.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(rw, "hello from worker %d\n", w.ID)
+		})
+		return w.Serve(&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second})
+	})
+	if err != nil {
+		log.Fatal(err) // the master gave up: the process exits non-zero
+	}
+}
+
 // HTTPS with HTTP/2: set the server's TLSConfig and pass Serve a plain
 // listening address. Each worker does its own handshakes, negotiating h2 or
 // http/1.1 by ALPN; a plain-HTTP client on the port is refused.

@@ -23,14 +23,16 @@ func (m *master) onExit(p *proc, err error) {
 	}
 	s := p.slot
 	if p.state == StateDraining {
-		took := time.Since(p.drainAt)
-		m.emit(Event{Kind: ExitedPlanned, Worker: s.id, Pid: p.pid, Reason: p.reason, Duration: took, Err: err})
+		now := time.Now()
+		peak := p.peak()
+		m.recycleLag.learn(p.decided, peak, now, m.lagHalfLife())
+		m.emit(Event{Kind: ExitedPlanned, Worker: s.id, Pid: p.pid, Reason: p.reason, Duration: now.Sub(p.drainAt), Err: err, Memory: max(peak, p.memory)})
 		return
 	}
 	if err == nil {
 		err = errors.New("exited with status 0 without being asked to drain")
 	}
-	m.emit(Event{Kind: ExitedAccidental, Worker: s.id, Pid: p.pid, Memory: p.memory, Err: err})
+	m.emit(Event{Kind: ExitedAccidental, Worker: s.id, Pid: p.pid, Memory: max(p.peak(), p.memory), Err: err})
 	if m.stopping {
 		m.forget(p)
 		return
@@ -53,6 +55,15 @@ func (m *master) onExit(p *proc, err error) {
 		m.dequeue(s) // its replacement, if queued, is moot: a respawn follows
 		m.accident(s, p.started)
 	}
+}
+
+// peak returns the highest resident memory p reached in its life, once
+// it exited; 0 if unknown (see peakRSS).
+func (p *proc) peak() uint64 {
+	if p.cmd == nil { // a stand-in in a test, or a launched worker: not its process's
+		return 0
+	}
+	return peakRSS(p.cmd.ProcessState)
 }
 
 // forget removes p from its slot without consequences (while stopping).
@@ -189,13 +200,19 @@ func (m *master) onReadyTimeout(p *proc) {
 }
 
 func (m *master) killAll() {
+	m.stopping = true // no respawn for a start that fails meanwhile
 	for _, p := range m.procs {
 		p.kill()
 	}
 	// Wait for the exits so no worker outlives Run, and nothing is left
 	// unreaped.
-	for len(m.procs) > 0 {
+	for len(m.procs) > 0 || m.unstarted > 0 {
 		switch ev := (<-m.events).(type) {
+		case evSpawned:
+			m.onSpawned(ev.p, ev.err) // stopping: registered to be killed, or forgotten
+			if ev.err == nil {
+				ev.p.kill()
+			}
 		case evExit:
 			delete(m.procs, ev.p.pid)
 		case evHandoff:

@@ -15,16 +15,7 @@ import (
 // as a file for exec.Cmd.ExtraFiles. kind is syscall.SOCK_STREAM (the
 // control channel) or syscall.SOCK_DGRAM (hand-offs).
 func socketPair(kind int) (net.Conn, *os.File, error) {
-	// Under ForkLock, so that no process started elsewhere in the program
-	// inherits a worker's control socket before it is close-on-exec (the
-	// worker would then never see the end of it when the master dies).
-	syscall.ForkLock.RLock()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, kind, 0)
-	if err == nil {
-		syscall.CloseOnExec(fds[0])
-		syscall.CloseOnExec(fds[1])
-	}
-	syscall.ForkLock.RUnlock()
+	fds, err := socketpairCloexec(kind)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: socketpair: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 // between workers at once: the clients of a worker that drains go to the
 // others, its idle connections are handed to one of them, and a worker
 // that had no load at all may take the whole of it. Each worker's Meter
-// plans its samples for this rate (drain.Meter.WorstRate), not only for
+// plans its samples for this rate (memory.Meter.WorstRate), not only for
 // its own past; measured on its own, a worker that grew at 30 MiB/s was
 // next sampled 290 ms later, by when it had taken its sibling's load and
 // reached twice its limit.

@@ -55,12 +55,25 @@ type handoffOut struct {
 	drain *drain.Controller // the worker's, set before it serves
 }
 
-// CanHandoff implements drain.Handoff. In a shutdown the master closes
-// what it is handed (no worker is left to serve it), so only a connection
-// with nothing of a request read may go: the rest are served here.
+// maxHandoffPayload bounds a datagram's payload: the listener's index and
+// the bytes read. A connection is claimed with fewer than four bytes of a
+// request read, but a request that arrives as the claim takes effect goes
+// with it (see drain.Handoff): 8 KiB holds the server's whole read buffer
+// (4 KiB), so such a request is handed off rather than served by the
+// draining worker. CanHandoff refuses more; a longer datagram is dropped
+// rather than cut (see receiveConn).
+const maxHandoffPayload = 8 << 10
+
+// CanHandoff implements drain.Handoff. The bytes must fit in one
+// datagram. In a shutdown the master closes what it is handed (no worker
+// is left to serve it), so only a connection with nothing of a request read
+// may go: the rest are served here.
 func (l *handoffListener) CanHandoff(buffered int) bool {
 	if buffered == 0 {
 		return true
+	}
+	if buffered >= maxHandoffPayload { // one byte of the payload is the listener's index
+		return false
 	}
 	switch l.out.drain.Reason() {
 	case drain.Signal, drain.Supervisor:

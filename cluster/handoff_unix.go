@@ -8,12 +8,6 @@ import (
 	"syscall"
 )
 
-// maxHandoffPayload bounds a datagram's payload: the listener's index and
-// the bytes read. A worker hands off only connections with fewer than four
-// bytes of a request read (see drain.Handoff), so this is ample; a longer
-// datagram is dropped rather than cut (see receiveConn).
-const maxHandoffPayload = 1 << 10
-
 // sendConn sends one connection over a hand-off socket. The file stays the
 // caller's to close.
 func sendConn(conn *net.UnixConn, pc passedConn) error {

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"os/exec"
-	"time"
 
 	"github.com/memdrain/memdrain/drain"
 )
@@ -56,38 +55,61 @@ type Launched interface {
 	Stats() (inFlight int, served uint64)
 }
 
-// launchProcess starts slot s's worker with Config.Launcher. The worker's
-// end of its control link is a Worker served by goroutines of the master,
-// so the loop talks to it exactly as to a Go worker.
-func (m *master) launchProcess(s *slot) (*proc, error) {
-	conn, workerEnd := net.Pipe()
+// newLaunchedProc prepares a worker for slot s that Config.Launcher will
+// start. The worker's end of its control link is a Worker served by
+// goroutines of the master, over an in-process pipe, so the loop talks to
+// it exactly as to a Go worker.
+func (m *master) newLaunchedProc(s *slot) (*proc, error) {
 	controller, err := drain.New(drain.Config{Timeout: m.cfg.DrainTimeout, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{ID: s.id, Controller: controller, Logger: m.log.With("worker", s.id), spec: m.workerSpec(s), ctrl: newChannel(workerEnd)}
-	launched, err := m.cfg.Launcher.Launch(w, m.spawner.start)
-	if err != nil {
-		conn.Close()
-		workerEnd.Close()
-		return nil, err
-	}
-	w.stats = launched.Stats
-	pings, stopAnswering := w.answerPings(launched.Health)
-	go w.follow(pings)
-	stopStats := w.reportStats()
+	conn, workerEnd := net.Pipe()
 	handoffs := newHandoffQueue()
 	handoffs.close() // it takes no connections: routeHandoff passes it by
-	p := &proc{slot: s, pid: launched.Pid(), launched: launched, agent: w, handoffs: handoffs}
-	m.track(p, conn)
+	p := &proc{slot: s, handoffs: handoffs,
+		agent: &Worker{ID: s.id, Controller: controller, Logger: m.log.With("worker", s.id), spec: m.workerSpec(s), ctrl: newChannel(workerEnd)}}
+	m.prepare(p, conn)
+	return p, nil
+}
+
+// launch calls Config.Launcher for p off the loop, which never waits for a
+// start (see spawner), and reports the outcome as evSpawned.
+func (m *master) launch(p *proc) {
+	start := func(cmd *exec.Cmd) error {
+		done := make(chan error, 1)
+		m.spawner.start(cmd, func(err error) { done <- err })
+		return <-done
+	}
 	go func() {
-		err := launched.Wait()
+		launched, err := m.cfg.Launcher.Launch(p.agent, start)
+		if err == nil {
+			p.launched = launched // before the post: onSpawned reads it
+		}
+		m.post(evSpawned{p, err})
+		if err == nil {
+			m.followLaunched(p)
+		}
+	}()
+}
+
+// followLaunched starts the goroutines of a launched worker: its agent's
+// (pings, orders, stats), the reader of its messages, and the wait for its
+// exit.
+func (m *master) followLaunched(p *proc) {
+	w := p.agent
+	w.stats = p.launched.Stats
+	pings, stopAnswering := w.answerPings(p.launched.Health)
+	go w.follow(pings)
+	stopStats := w.reportStats()
+	go m.receiveMessages(p)
+	go func() {
+		err := p.launched.Wait()
 		stopStats()
 		stopAnswering()
 		p.ctrl.close() // w.follow sees the end: w.Controller's drain starts, and the launcher lets go
 		m.post(evExit{p, err})
 	}()
-	return p, nil
 }
 
 // kill ends p at once: its whole tree for a launched worker.
@@ -97,27 +119,4 @@ func (p *proc) kill() {
 		return
 	}
 	p.cmd.Process.Kill()
-}
-
-// track sets up what every worker process has, however it was started: its
-// control link and the goroutine that reads it, its meters and its
-// retirement.
-func (m *master) track(p *proc, conn net.Conn) {
-	p.state, p.started, p.reloads = StateStarting, time.Now(), m.reloads
-	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
-	p.meter = drain.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
-	p.ceiling = drain.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
-	if m.cfg.MaxAge > 0 {
-		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
-	}
-	go func() {
-		for {
-			msg, err := p.ctrl.receive()
-			if err != nil {
-				m.post(evClosed{p})
-				return
-			}
-			m.post(evMessage{p, msg})
-		}
-	}()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -226,15 +227,15 @@ func newSampleLog() *sampleLog {
 	return &sampleLog{times: map[int][]time.Time{}, reached: make(chan struct{})}
 }
 
-func (l *sampleLog) sampler() drain.Sampler {
-	return drain.SamplerFunc(func(pid int) (uint64, error) {
+func (l *sampleLog) sampler() memory.Sampler {
+	return memory.SamplerFunc(func(pid int) (uint64, error) {
 		l.mu.Lock()
 		l.times[pid] = append(l.times[pid], time.Now())
 		if pid == l.watched && len(l.times[pid]) == l.want {
 			close(l.reached)
 		}
 		l.mu.Unlock()
-		return drain.RSS.Sample(pid)
+		return memory.RSS.Sample(pid)
 	})
 }
 
@@ -301,4 +302,19 @@ func TestAnIdleWorkerIsSampledForTheClustersGrowth(t *testing.T) {
 	assert.Equal(t, idle, h.servingPid(1), "slot 1's worker never leaked")
 	require.NoError(t, h.stop())
 	assert.Zero(t, h.count(ExitedAccidental))
+}
+
+// TestAnExitReportsTheWorkersPeakMemory: a worker that grows while it
+// drains peaks after the master's last sample of it. Its exit event
+// carries its peak from the kernel, which the benchmark harness reports
+// and from which the master learns how long workers grow after it decided
+// to replace them (lag.go).
+func TestAnExitReportsTheWorkersPeakMemory(t *testing.T) {
+	h := startCluster(t, Config{Workers: 1}, growsWhileDraining)
+	pid := h.waitReady(1)[0]
+	h.c.Reload()
+	drained := h.waitFor("the old worker's drain", func(e Event) bool { return e.Kind == Draining && e.Pid == pid })
+	exited := h.waitFor("its exit", func(e Event) bool { return e.Kind == ExitedPlanned && e.Pid == pid })
+	assert.GreaterOrEqual(t, exited.Memory, uint64(testWorkerRetainedMiB<<20), "the peak, reached in the drain")
+	assert.Greater(t, exited.Memory, drained.Memory, "more than the last sample")
 }

@@ -54,6 +54,7 @@ const (
 	unhealthyOnMarker     = "unhealthy"     // Config.Health fails once the test created unhealthyMarker(pid)
 	heldDrainOfSlot0      = "held-drain"    // slot 0's first worker asks to be recycled, and its drain waits for DrainTimeout
 	leaksFast             = "leaks-fast"    // leaks fastLeakMiB every fastLeakEvery from the moment it is ready
+	growsWhileDraining    = "grows-drain"   // retains testWorkerRetainedMiB when its drain starts, then exits
 	servesH2C             = "h2c"           // serves HTTP/1.1 and HTTP/2 without TLS (prior knowledge)
 	servesTLS             = "tls"           // serves HTTPS with the certificate and key in TEST_TLS_CERT and TEST_TLS_KEY
 	tlsCertOnlyFirst      = "tls-later"     // as servesTLS, but a slot's later workers have a TLSConfig without a certificate
@@ -143,6 +144,10 @@ func testWorker(behaviour string) int {
 		case leaksFast:
 			w.Ready()
 			go leakFast()
+		case growsWhileDraining:
+			// A hook holds the drain while it runs: the memory is resident
+			// before the worker exits, and after the master's last sample.
+			w.Controller.OnDrain(func(drain.Reason) { retainedAtStart = touched(testWorkerRetainedMiB << 20) })
 		case servesOwnServer:
 			return serveOwn(w, w.Handler(srv.Handler))
 		case servesOwnUncounted:

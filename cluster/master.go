@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // master is the supervisor. One goroutine, loop, owns all of its state;
@@ -23,17 +24,18 @@ type master struct {
 	exe       string
 	listeners []net.Listener
 	files     []*os.File // the listeners' descriptors, handed to every worker
-	addrs     []string
 	spawner   *spawner
 	events    chan any
 	done      chan struct{} // closed when the loop has returned
 
 	slots           []*slot
 	procs           map[int]*proc // by pid, every live worker process
+	unstarted       int           // starts asked of the spawner and not yet reported (evSpawned)
 	queue           []*slot       // slots waiting for a replacement, in order
 	crashes         []time.Time   // accidental exits within the crash window
-	readyTime       time.Duration // smoothed spawn-to-ready time, the Meter's lead
+	readyTime       time.Duration // smoothed time from asking for a start to ready: the Meter's least lead (see lead)
 	growth          growth        // all workers' memory growth, each Meter's WorstRate
+	recycleLag      lag           // how long workers grow after found over their limit: the Lead
 	stopping        bool
 	parked          []passedConn // hand-offs waiting for a serving worker (routeHandoff)
 	reloads         int          // SIGHUPs so far: a process spawned before the last must go
@@ -62,14 +64,17 @@ type slot struct {
 // proc is one worker process.
 type proc struct {
 	slot *slot
-	pid  int
+	pid  int       // zero until the process exists (onSpawned)
 	cmd  *exec.Cmd // nil for a launched worker
 	// launched and agent are set for a worker started by Config.Launcher:
 	// the process, and the worker's end of its control link, served here.
 	launched Launched
 	agent    *Worker
-	ctrl     *link
-	handoff  *net.UnixConn // the master's end of the hand-off socket
+	// childFiles are the worker's ends of its sockets, closed once the
+	// spawner started it (or failed to).
+	childFiles []*os.File
+	ctrl       *link
+	handoff    *net.UnixConn // the master's end of the hand-off socket
 	// handoffPeer is the master's copy of the worker's end, kept so that
 	// what is queued for the worker outlives it (reclaimHandoffs).
 	handoffPeer *net.UnixConn
@@ -81,10 +86,11 @@ type proc struct {
 	drainAt     time.Time
 	replaces    *proc // the process this one is to replace, until it is ready
 	reason      drain.Reason
-	meter       drain.Meter
-	ceiling     drain.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
-	sampleAt    time.Time   // when memory is next due to be sampled
-	samples     int         // memory samples taken so far
+	meter       memory.Meter
+	ceiling     memory.Meter // at Config.HardMemory: past it, drained without waiting for a replacement
+	sampleAt    time.Time    // when memory is next due to be sampled
+	decided     snapshot     // when it was found over its limit (see recycleLag)
+	samples     int          // memory samples taken so far
 	memory      uint64
 	inFlight    int
 	handedTo    int // connections handed to it since its last stats
@@ -152,7 +158,7 @@ func (m *master) loop() error {
 	m.beatNext = time.AfterFunc(m.heartbeatInterval(), func() { m.post(evHeartbeat{}) })
 	defer m.beatNext.Stop()
 	for {
-		if m.stopping && len(m.procs) == 0 {
+		if m.stopping && len(m.procs) == 0 && m.unstarted == 0 {
 			return m.giveUpErr
 		}
 		switch ev := (<-m.events).(type) {
@@ -167,6 +173,8 @@ func (m *master) loop() error {
 				m.emit(Event{Kind: Killed, Worker: ev.p.slot.id, Pid: ev.p.pid, Err: errors.New("drain outlived DrainTimeout + KillGrace")})
 				ev.p.kill()
 			}
+		case evSpawned:
+			m.onSpawned(ev.p, ev.err)
 		case evRetry:
 			m.onRetry(ev.r)
 		case evSample:
@@ -237,7 +245,7 @@ func (m *master) emit(e Event) {
 		attrs = append(attrs, "reason", e.Reason.String())
 	}
 	if e.Memory != 0 {
-		attrs = append(attrs, "memory", drain.FormatSize(e.Memory))
+		attrs = append(attrs, "memory", memory.FormatSize(e.Memory))
 	}
 	if e.Duration != 0 {
 		attrs = append(attrs, "duration", e.Duration)

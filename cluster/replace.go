@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // Replacing a worker: fork first. The replacement is spawned beside the old
@@ -20,7 +21,6 @@ func (m *master) onReady(p *proc) {
 	p.readyAt = time.Now()
 	took := p.readyAt.Sub(p.started)
 	m.readyTime = smooth(m.readyTime, took)
-	p.meter.Lead = m.readyTime
 	p.sampleAt = p.readyAt // sample at once: catches a worker born over its limit
 	s := p.slot
 	m.emit(Event{Kind: Ready, Worker: s.id, Pid: p.pid, Duration: took})
@@ -111,7 +111,7 @@ func (m *master) pump() {
 		if reason == 0 || old == nil || old.state != StateServing || s.next != nil {
 			continue // stale: the slot's worker changed since it was queued
 		}
-		m.log.Info("replacing worker", "worker", s.id, "pid", old.pid, "reason", reason.String(), "memory", drain.FormatSize(old.memory))
+		m.log.Info("replacing worker", "worker", s.id, "pid", old.pid, "reason", reason.String(), "memory", memory.FormatSize(old.memory))
 		m.spawn(s, old, reason)
 	}
 }
@@ -120,12 +120,14 @@ func (m *master) pump() {
 // process beside the workers, spawned to take over from one. A worker that
 // drains is not counted: a slow drain (a stream held to its deadline) must
 // not hold back the replacement of another worker passing its limit. It is
-// counted from the processes rather than kept by hand, so no path through
-// spawns, crashes and exits can get it wrong.
+// counted from the slots rather than kept by hand, so no path through
+// spawns, crashes and exits can get it wrong; from the slots, not from
+// m.procs, so that a replacement whose process is still being forked
+// counts too.
 func (m *master) replacing() int {
 	n := 0
-	for _, p := range m.procs {
-		if p.state == StateStarting && p.replaces != nil {
+	for _, s := range m.slots {
+		if s.next != nil && s.next.replaces != nil {
 			n++
 		}
 	}
@@ -190,7 +192,15 @@ func (m *master) stopReason() drain.Reason {
 // (systemd's socket activation, say, holds its own copy too, so that
 // connections wait for the next start): only the master's duplicates are
 // closed, and the socket keeps queueing until its other holders close it.
+//
+// A start under way reads m.files, which are its worker's ExtraFiles:
+// closed under it, the worker could inherit whatever reused the
+// descriptor. So while one is, the closing waits for it (onSpawned calls
+// this again): a fork's time, during which connections queue.
 func (m *master) stopListening() {
+	if m.unstarted > 0 {
+		return
+	}
 	for _, f := range m.files {
 		f.Close()
 	}

@@ -7,7 +7,7 @@ import (
 	"os/exec"
 	"testing"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // BenchmarkSample measures what the master pays to sample one worker's
@@ -41,7 +41,7 @@ func BenchmarkSample(b *testing.B) {
 			f.Close()
 		}
 	})
-	for name, sampler := range map[string]drain.Sampler{"rss": drain.RSS, "uss": drain.USS} {
+	for name, sampler := range map[string]memory.Sampler{"rss": memory.RSS, "anon": memory.Anon} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -24,3 +24,5 @@ func receiveConn(*net.UnixConn) (passedConn, error) { return passedConn{}, errUn
 func workerSysProcAttr() *syscall.SysProcAttr { return nil }
 
 func listenerFile(net.Listener) (*os.File, error) { return nil, errUnsupported }
+
+func peakRSS(*os.ProcessState) uint64 { return 0 }

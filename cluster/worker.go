@@ -36,7 +36,6 @@ const (
 type workerSpec struct {
 	ID            int           `json:"id"`
 	Listeners     int           `json:"listeners"`
-	Addrs         []string      `json:"addrs"`
 	DrainTimeout  time.Duration `json:"drain_timeout"`
 	SoftLimit     int64         `json:"soft_limit,omitempty"`   // bytes; 0 leaves the Go default
 	MaxMemory     int64         `json:"max_memory,omitempty"`   // the recycle limit, where the soft limit rises to
@@ -74,10 +73,9 @@ type Worker struct {
 	ctrl      *channel
 	readyOnce sync.Once
 	served    atomic.Uint64
-	counting  atomic.Bool  // Handler was called: served is counted
-	inFlight  atomic.Int64 // requests, which the Controller does not count under Serve
-	asked     atomic.Bool  // a recycle was requested
-	ready     atomic.Bool  // Ready told the master
+	counting  atomic.Bool // Handler was called: served is counted
+	asked     atomic.Bool // a recycle was requested
+	ready     atomic.Bool // Ready told the master
 	// stats, for a launched worker (see Launcher), is where its figures
 	// come from, in place of Handler's counts.
 	stats func() (inFlight int, served uint64)
@@ -117,7 +115,7 @@ func (w *Worker) Recycle(reason drain.Reason) {
 }
 
 // Handler returns h (http.DefaultServeMux if nil) counting its requests
-// as Serve counts them: served and in flight for the master's Status, and
+// as Serve counts them: served, for the master's Status, and
 // served against Config.MaxRequests, which asks for a recycle once this
 // worker's quota is served. Serve wraps srv.Handler with it; a program that
 // serves w.Listeners with a server of its own wraps its handler with it
@@ -130,8 +128,6 @@ func (w *Worker) Handler(h http.Handler) http.Handler {
 	}
 	w.counting.Store(true)
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.inFlight.Add(1)
-		defer w.inFlight.Add(-1)
 		if n := w.served.Add(1); w.spec.MaxRequests > 0 && n == w.spec.MaxRequests {
 			w.Recycle(drain.Requests)
 		}
@@ -274,7 +270,7 @@ func drainOnSignal(c *drain.Controller) (stop func()) {
 // reportStats sends the worker's figures to the master every interval.
 func (w *Worker) reportStats() (stop func()) {
 	return tick.Every(w.spec.StatsInterval, func() bool {
-		msg := message{Type: msgStats, InFlight: int(w.inFlight.Load()), Served: w.served.Load(), Counts: w.counting.Load()}
+		msg := message{Type: msgStats, InFlight: w.Controller.InFlight(), Served: w.served.Load(), Counts: w.counting.Load()}
 		if w.stats != nil {
 			msg.InFlight, msg.Served = w.stats()
 			msg.Counts = true

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/gate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -30,22 +31,26 @@ func (c *heldConn) Read(p []byte) (int, error) {
 func (c *heldConn) SetReadDeadline(time.Time) error { return nil }
 func (c *heldConn) Close() error                    { return nil }
 
-type recordingHandoff struct{ handedOff bool }
+// recordingHandoff takes connections with up to max bytes read, and
+// records what it was handed.
+type recordingHandoff struct {
+	max       int
+	handedOff bool
+	buffered  []byte
+}
 
-func (r *recordingHandoff) CanHandoff(int) bool { return true }
-func (r *recordingHandoff) Handoff(net.Conn, []byte) error {
-	r.handedOff = true
+func (r *recordingHandoff) CanHandoff(n int) bool { return n <= r.max }
+func (r *recordingHandoff) Handoff(_ net.Conn, buffered []byte) error {
+	r.handedOff, r.buffered = true, buffered
 	return nil
 }
 
-// TestARequestThatWinsTheRaceWithAClaimIsServedHere: bytes that reach a
-// read the claim was interrupting go to this server, not with the
-// connection: a whole header would not fit in a hand-off, and the server
-// must not lose it.
-func TestARequestThatWinsTheRaceWithAClaimIsServedHere(t *testing.T) {
+// raceAClaim has a request of size bytes reach the read that a claim is
+// interrupting, and returns what the server's read got.
+func raceAClaim(t *testing.T, h Handoff, request string) (tc *trackedConn, n int, err error) {
+	t.Helper()
 	conn := &heldConn{entered: make(chan struct{}), data: make(chan []byte)}
-	h := &recordingHandoff{}
-	tc := &trackedConn{Conn: conn, handoff: h, state: http.StateNew}
+	tc = &trackedConn{Conn: conn, handoff: h, state: http.StateNew}
 	type read struct {
 		n   int
 		err error
@@ -61,12 +66,35 @@ func TestARequestThatWinsTheRaceWithAClaimIsServedHere(t *testing.T) {
 	claimed := tc.claimed
 	tc.mu.Unlock()
 	require.True(t, claimed)
-
-	request := "GET / HTTP/1.1\r\nCookie: " + strings.Repeat("a", 2000) + "\r\n\r\n"
 	conn.data <- []byte(request)
 	r := <-got
-	require.NoError(t, r.err)
-	assert.Equal(t, len(request), r.n, "the server reads the request")
+	return tc, r.n, r.err
+}
+
+// TestARequestThatWinsTheRaceWithAClaimGoesWithTheConnection: bytes that
+// reach a read the claim was interrupting are kept from the server and
+// handed off with the connection, so a draining process serves nothing
+// new: a process draining for memory would grow with every request.
+func TestARequestThatWinsTheRaceWithAClaimGoesWithTheConnection(t *testing.T) {
+	h := &recordingHandoff{max: 4096}
+	request := "GET / HTTP/1.1\r\nCookie: " + strings.Repeat("a", 2000) + "\r\n\r\n"
+	tc, n, err := raceAClaim(t, h, request)
+	require.ErrorIs(t, err, errHandedOff, "the server lets go of the connection")
+	assert.Zero(t, n, "the server reads none of the request")
+	require.NoError(t, tc.Close())
+	assert.True(t, h.handedOff)
+	assert.Equal(t, request, string(h.buffered), "the request goes with the connection, whole")
+}
+
+// TestARequestTooBigForAHandoffIsServedHere: bytes that reach a read the
+// claim was interrupting, more than the Handoff can pass on, go to this
+// server: it must not lose them.
+func TestARequestTooBigForAHandoffIsServedHere(t *testing.T) {
+	h := &recordingHandoff{max: 1000}
+	request := "GET / HTTP/1.1\r\nCookie: " + strings.Repeat("a", 2000) + "\r\n\r\n"
+	tc, n, err := raceAClaim(t, h, request)
+	require.NoError(t, err)
+	assert.Equal(t, len(request), n, "the server reads the request")
 	require.NoError(t, tc.Close())
 	assert.False(t, h.handedOff, "the connection is not handed off with a request in it")
 }
@@ -75,7 +103,7 @@ func TestARequestThatWinsTheRaceWithAClaimIsServedHere(t *testing.T) {
 // handler that writes nothing still answers "Connection: close".
 func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T) {
 	ln := listen(t)
-	g := newGate()
+	g := gate.New()
 	mux := http.NewServeMux()
 	mux.Handle("/hold", g)
 	mux.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
@@ -85,7 +113,7 @@ func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T
 		_, _, err := get(&http.Client{Transport: &http.Transport{}}, "http://"+ln.Addr().String()+"/hold")
 		held <- err
 	}()
-	g.waitArrivals(t, 1)
+	g.WaitArrivals(t, 1, waitLimit)
 	conn, err := net.Dial("tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer conn.Close()
@@ -93,7 +121,7 @@ func TestAResponseWrittenByNetHTTPDuringTheDrainSaysConnectionClose(t *testing.T
 	s.c.Start(Manual)
 	resp := roundTrip(t, conn, "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n")
 	assert.True(t, resp.Close, "the empty response carries Connection: close")
-	close(g.open)
+	close(g.Open)
 	require.NoError(t, <-held)
 }
 

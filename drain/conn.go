@@ -27,17 +27,19 @@ import (
 //   - the drain deadline.
 //
 // No timer closes a connection.
+//
+// HTTP/2 connections are sent GOAWAY by http2GoAway's function, which Serve
+// calls when the drain starts; it reaches later ones too.
 type connTracker struct {
-	c      *Controller
-	goAway func() // GOAWAY to every HTTP/2 connection; see http2GoAway
+	c *Controller
 
 	mu       sync.Mutex
 	draining bool
 	open     map[net.Conn]*trackedConn // by the connection the server reports
 }
 
-func newConnTracker(c *Controller, goAway func()) *connTracker {
-	return &connTracker{c: c, goAway: goAway, open: make(map[net.Conn]*trackedConn)}
+func newConnTracker(c *Controller) *connTracker {
+	return &connTracker{c: c, open: make(map[net.Conn]*trackedConn)}
 }
 
 // trackedConn is an accepted connection as the server sees it. It records
@@ -51,7 +53,6 @@ type trackedConn struct {
 	mu        sync.Mutex
 	state     http.ConnState
 	held      bool // holds the controller's drain open
-	goneAway  bool // an HTTP/2 connection that was sent GOAWAY
 	http2     bool // spoke HTTP/2 (prior knowledge): never handed off
 	sniffed   bool // the first bytes were checked for the HTTP/2 preface
 	pending   []byte
@@ -96,9 +97,11 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 // handler runs; everything else it reads outside StateActive belongs to the
 // next request.
 //
-// A connection is handed off with at most three bytes of its next request
-// (see claim). Bytes that reach a read interrupted by a claim cancel the
-// claim: that request is served here.
+// A connection is claimed with at most three bytes of its next request
+// in the server's buffer (see claim). Bytes that reach a read interrupted
+// by a claim are kept from the server and handed off with the connection,
+// if the Handoff takes that many (CanHandoff); otherwise they cancel the
+// claim, and that request is served here.
 //
 // HTTP/1.1 pipelining is not supported across a hand-off: bytes of a
 // pipelined request that arrived with the previous one sit in the server's
@@ -126,7 +129,17 @@ func (tc *trackedConn) Read(p []byte) (int, error) {
 			tc.committed = true // interrupted by the claim with nothing read
 			return 0, errHandedOff
 		}
-		// The client's bytes won the race: its request is served here,
+		if n > 0 && tc.handoff.CanHandoff(len(tc.pending)+n) {
+			// The client's bytes won the race, but the server has not
+			// seen them: they go with the connection, and the request is
+			// served by the process it is handed to. A draining process
+			// serves nothing new, which matters most when it drains for
+			// memory: every request served here grows it further.
+			tc.pending = append(tc.pending, p[:n]...)
+			tc.committed = true
+			return 0, errHandedOff
+		}
+		// The bytes do not fit in a hand-off: the request is served here,
 		// and answered with "Connection: close".
 		tc.unclaim()
 		if n > 0 && isTimeout(err) {
@@ -255,8 +268,12 @@ func (tc *trackedConn) unclaim() {
 
 // observe follows a connection through the server's states (srv.ConnState).
 // conn is what the server reports: a trackedConn, or a *tls.Conn over one
-// (ServeTLS) or over a plain connection (a listener that does TLS itself).
+// (ServeTLS) or over a plain connection (a listener that does TLS itself),
+// or, from the HTTP/2 server, the h2Conn over one of those.
 func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
+	if hc := h2ConnOf(conn); hc != nil {
+		conn = hc.key
+	}
 	t.mu.Lock()
 	tc := t.open[conn]
 	if tc == nil {
@@ -274,7 +291,7 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 		t.open[conn] = tc
 	}
 	tc.mu.Lock()
-	release, goAway := false, false
+	release := false
 	tc.state = state
 	switch state {
 	case http.StateNew, http.StateActive:
@@ -289,12 +306,10 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 		}
 		if t.draining {
 			tc.claim()
-			goAway = t.lateHTTP2(conn, tc)
 		}
 	case http.StateIdle:
 		if t.draining {
 			tc.claim()
-			goAway = t.lateHTTP2(conn, tc)
 		} else {
 			release, tc.held = tc.held, false
 		}
@@ -306,27 +321,9 @@ func (t *connTracker) observe(conn net.Conn, state http.ConnState) {
 	}
 	tc.mu.Unlock()
 	t.mu.Unlock()
-	if goAway {
-		t.goAway() // asynchronous: it never waits on this connection
-	}
 	if release {
 		t.c.sub(hold) // outside the locks: it may end the drain
 	}
-}
-
-// lateHTTP2 reports whether conn is an HTTP/2 connection that began serving
-// after the GOAWAY of the drain's start went out, and so needs one of its
-// own: its handshake was still under way then. Called with both locks held.
-func (t *connTracker) lateHTTP2(conn net.Conn, tc *trackedConn) bool {
-	if tc.goneAway {
-		return false
-	}
-	h2 := tc.http2
-	if tlsConn, ok := conn.(*tls.Conn); ok {
-		h2 = tlsConn.ConnectionState().NegotiatedProtocol == "h2"
-	}
-	tc.goneAway = h2
-	return h2
 }
 
 // drainStarted holds the drain open for every connection that carries no

@@ -157,6 +157,16 @@ func (c *Controller) finishDrained() {
 }
 
 // expire is the deadline: it ends the drain whatever is in flight.
+// Expire ends a drain in progress at once, as its deadline would: Done
+// closes, and Result reports DeadlineExceeded and the work still in
+// flight. It does nothing before Start or once the drain has ended. It is
+// what an operator's second signal means: stop waiting.
+func (c *Controller) Expire() {
+	if c.IsDraining() {
+		c.expire()
+	}
+}
+
 func (c *Controller) expire() {
 	for {
 		s := c.state.Load()

@@ -7,8 +7,8 @@
 // returns within microseconds of its last response instead of the up to
 // 500 ms that [net/http.Server.Shutdown] may wait between polls.
 //
-// The package also measures memory ([Sampler], [Watch]), reads the memory the
-// process may use ([AvailableMemory]) and parses sizes the way Kubernetes does
-// ([ParseSize]). It knows nothing of processes other than its own: package
-// cluster builds the supervisor on top of it.
+// It imports nothing outside the standard library, and knows nothing of
+// memory or of other processes: package memory decides when a process is
+// over its limit, package standalone serves one process with both, and
+// package cluster builds the supervisor of many.
 package drain

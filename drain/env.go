@@ -8,29 +8,6 @@ import (
 	"github.com/memdrain/memdrain/internal/envvar"
 )
 
-// OptionsFromEnv returns base with each setting a single process shares
-// with a cluster overridden by the same MEMDRAIN_* variable that
-// cluster.FromEnv reads, when that variable is set and not empty:
-//
-//	MEMDRAIN_MAX_MEMORY      Watch.Limit     a size ("400Mi", "1.5Gi", "512MB"; "0" for none)
-//	MEMDRAIN_SAMPLER         Watch.Sampler   rss, uss or go
-//	MEMDRAIN_CHECK_INTERVAL  Watch.Interval  a Go duration ("250ms")
-//	CHECK_INTERVAL           Watch.Interval  milliseconds (Node's name; MEMDRAIN_CHECK_INTERVAL wins)
-//	MEMDRAIN_CONSECUTIVE     Watch.Consecutive
-//	MEMDRAIN_SOFT_LIMIT      SoftLimitRatio  a fraction in (0, 1], or "off"
-//
-// The values are read, and refused, exactly as cluster.FromEnv reads them,
-// with the same errors (starting "drain:"), all of them joined with
-// errors.Join; on an error OptionsFromEnv returns base unchanged. Unlike
-// the cluster's master, one process may use the "go" sampler, which
-// measures the process that calls it.
-//
-// The drain timeout, MEMDRAIN_DRAIN_TIMEOUT, belongs to the Controller,
-// which the program builds before ListenAndServe: ConfigFromEnv reads it.
-func OptionsFromEnv(base Options) (Options, error) {
-	return envvar.Read("drain", base, optionsVars, os.LookupEnv)
-}
-
 // ConfigFromEnv returns base with Timeout overridden by
 // MEMDRAIN_DRAIN_TIMEOUT (a Go duration such as "25s"; "0" for
 // DefaultTimeout), the variable cluster.FromEnv reads into DrainTimeout,
@@ -42,28 +19,4 @@ func ConfigFromEnv(base Config) (Config, error) {
 var configVars = []envvar.Var[Config]{
 	envvar.DurationVar("MEMDRAIN_DRAIN_TIMEOUT", "Timeout", func(c *Config) *time.Duration { return &c.Timeout },
 		"s", fmt.Sprintf("the default %v", DefaultTimeout)),
-}
-
-var optionsVars = []envvar.Var[Options]{
-	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "Watch.Limit", func(o *Options) *uint64 { return &o.Watch.Limit }, "no limit", ParseMemoryLimit),
-	{
-		Name:     "MEMDRAIN_SAMPLER",
-		Field:    "Watch.Sampler",
-		Accepted: "rss (resident set size), uss (resident memory not shared with other processes) or go (the Go runtime's own figure)",
-		Example:  "uss",
-		Set: func(o *Options, v string) (string, bool) {
-			s, err := SamplerByName(v)
-			if err != nil {
-				return "unknown sampler", false
-			}
-			o.Watch.Sampler = s
-			return "", true
-		},
-	},
-	envvar.DurationVar("MEMDRAIN_CHECK_INTERVAL", "Watch.Interval", func(o *Options) *time.Duration { return &o.Watch.Interval },
-		"ms", "the default 1s"),
-	envvar.MillisVar("CHECK_INTERVAL", "MEMDRAIN_CHECK_INTERVAL", "Watch.Interval", func(o *Options) *time.Duration { return &o.Watch.Interval },
-		"the default 1s"),
-	envvar.CountVar("MEMDRAIN_CONSECUTIVE", "Watch.Consecutive", func(o *Options) *int { return &o.Watch.Consecutive }, "the default 1"),
-	envvar.SoftLimitVar("MEMDRAIN_SOFT_LIMIT", "SoftLimitRatio", func(o *Options) *float64 { return &o.SoftLimitRatio }, "the default 0.9"),
 }

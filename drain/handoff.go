@@ -27,9 +27,12 @@ import "net"
 // the process. They are sent "Connection: close" or GOAWAY instead.
 //
 // CanHandoff is asked first, with the number of bytes of the next request
-// the server has read (zero to three): a listener that can pass on only
-// connections with nothing read (its receiver closes them, at a shutdown)
-// says no, and the connection is kept and served here.
+// read so far: zero to three when the connection is claimed, and more when
+// the client's request arrives as the claim takes effect (those bytes are
+// kept from the server and go with the connection). A listener says no to
+// what it cannot pass on: too many bytes for its messages, or any bytes when
+// its receiver would close the connection (at a shutdown). The connection is
+// then kept and its request served here.
 type Handoff interface {
 	CanHandoff(buffered int) bool
 	Handoff(conn net.Conn, buffered []byte) error

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/internal/connpass"
+	"github.com/memdrain/memdrain/internal/gate"
 	"github.com/memdrain/memdrain/internal/selfsigned"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -121,7 +122,7 @@ func TestServeHandsOffTheByteReadAheadOfTheNextRequest(t *testing.T) {
 	lnB, err := connpass.NewListener(listen(t), nil)
 	require.NoError(t, err)
 	passed := make(chan struct{}, 1)
-	g := newGate()
+	g := gate.New()
 	a := startServer(t, &handingOff{Listener: lnA, to: lnB, passed: passed}, time.Minute, g)
 	startServer(t, lnB, time.Minute, tagged("b"))
 
@@ -130,11 +131,11 @@ func TestServeHandsOffTheByteReadAheadOfTheNextRequest(t *testing.T) {
 	defer conn.Close()
 	_, err = io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	require.NoError(t, err)
-	g.waitArrivals(t, 1)
+	g.WaitArrivals(t, 1, waitLimit)
 	_, err = io.WriteString(conn, "G") // the next request begins while the handler runs
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return pendingOf(a) == 1 }, waitLimit, time.Millisecond)
-	close(g.open)
+	close(g.Open)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -196,7 +197,7 @@ func TestServeKeepsASilentConnectionForItsLateRequest(t *testing.T) {
 // before the drain is answered with "Connection: close" too.
 func TestServeClosesTheConnectionOfAnInFlightRequest(t *testing.T) {
 	ln := listen(t)
-	g := newGate()
+	g := gate.New()
 	s := startServer(t, ln, time.Minute, g)
 	replied := make(chan *http.Response, 1)
 	go func() {
@@ -206,9 +207,9 @@ func TestServeClosesTheConnectionOfAnInFlightRequest(t *testing.T) {
 		}
 		replied <- resp
 	}()
-	g.waitArrivals(t, 1)
+	g.WaitArrivals(t, 1, waitLimit)
 	s.c.Start(Memory)
-	close(g.open)
+	close(g.Open)
 	resp := <-replied
 	require.NotNil(t, resp)
 	assert.True(t, resp.Close, "the response written during the drain carries Connection: close")

@@ -65,3 +65,20 @@ func (r *Reason) UnmarshalText(text []byte) error {
 	}
 	return fmt.Errorf("drain: unknown reason %q; accepted: manual, memory, requests, age, signal, reload, supervisor", text)
 }
+
+// ExitRecycle is the exit code a program should use after a drain that its
+// own limits started (memory, requests, age), to be started again: 75,
+// EX_TEMPFAIL, "try again". It is non-zero so that systemd's Restart=on-failure restarts the process;
+// Kubernetes restarts a Deployment's container whatever the code.
+const ExitRecycle = 75
+
+// ExitCode returns the exit code a standalone program should end with after
+// this drain: 0 when it was asked to stop (a signal, the program itself, a
+// supervisor, a reload), ExitRecycle when its own limits started it.
+func (r Result) ExitCode() int {
+	switch r.Reason {
+	case Memory, Requests, Age:
+		return ExitRecycle
+	}
+	return 0
+}

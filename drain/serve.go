@@ -18,8 +18,10 @@ import (
 // closed:
 //   - every response whose header is written from then on carries
 //     "Connection: close", and HTTP/1 closes its connection after it;
-//   - every HTTP/2 connection is sent GOAWAY at once, idle ones included,
-//     and closes once its client's streams are done;
+//   - every HTTP/2 connection is sent GOAWAY, idle ones included, in the
+//     two steps of RFC 9113 (a first GOAWAY and a PING, then the final
+//     GOAWAY once the client answered), so no stream is refused; it closes
+//     once its client's streams are done;
 //   - a connection that carries no request (idle between requests, or new
 //     without a complete request) is handed off if its listener implements
 //     Handoff; otherwise it is kept until its next request arrives (and is
@@ -70,7 +72,7 @@ func Serve(srv *http.Server, c *Controller, listeners ...net.Listener) (Result, 
 		return c.Result(), nil // drained before it served: nothing to do
 	}
 	goAway := http2GoAway(srv)
-	conns := newConnTracker(c, goAway)
+	conns := newConnTracker(c)
 	if testHookServe != nil {
 		testHookServe(conns)
 	}
@@ -173,6 +175,9 @@ func install(srv *http.Server, c *Controller, conns *connTracker) {
 	srv.ConnState = func(conn net.Conn, state http.ConnState) {
 		conns.observe(conn, state)
 		if connState != nil {
+			if hc := h2ConnOf(conn); hc != nil {
+				conn = hc.key // the program sees the connection it was served, not the GOAWAY wrapper
+			}
 			connState(conn, state)
 		}
 	}

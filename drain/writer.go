@@ -12,7 +12,8 @@ import (
 // written after the drain started, whenever its request began: a client
 // that was answered during the drain must not send its next request to this
 // process. HTTP/1 then closes the connection after the response; HTTP/2
-// turns the header into GOAWAY.
+// turns the header into GOAWAY, except under Serve, which sends its
+// two-step GOAWAY instead and takes the header out again (h2writer.go).
 //
 // It keeps the optional interfaces of the ResponseWriter it wraps (Flusher,
 // Hijacker and io.ReaderFrom for HTTP/1, Pusher for HTTP/2) and unwraps for

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/memdrain/memdrain/cluster"
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // config returns the cluster's Config. Each setting comes from its flag if
@@ -16,16 +16,14 @@ import (
 // no flag here), else from the flag's default. Bad values, of flags or
 // variables, are errors naming them.
 func (o options) config() (cluster.Config, error) {
-	limit, err := drain.ParseMemoryLimit(o.maxMemory)
+	limit, err := memory.ParseMemoryLimit(o.maxMemory)
 	if err != nil {
 		return cluster.Config{}, fmt.Errorf("-max-memory: %w", err)
 	}
 	flags := cluster.Config{
-		Listen:        []string{o.addr},
-		Workers:       o.workers,
-		MaxMemory:     limit,
-		CheckInterval: o.checkInterval,
-		DrainTimeout:  o.drainTimeout,
+		Listen:    []string{o.addr},
+		Workers:   o.workers,
+		MaxMemory: limit,
 	}
 	cfg, err := cluster.FromEnv(flags)
 	if err != nil {
@@ -39,10 +37,6 @@ func (o options) config() (cluster.Config, error) {
 			cfg.Workers = flags.Workers
 		case "max-memory":
 			cfg.MaxMemory = flags.MaxMemory
-		case "check-interval":
-			cfg.CheckInterval = flags.CheckInterval
-		case "drain-timeout":
-			cfg.DrainTimeout = flags.DrainTimeout
 		}
 	})
 	if len(cfg.Listen) != 1 || strings.HasPrefix(cfg.Listen[0], "unix:") {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
@@ -13,6 +12,7 @@ import (
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/loadgen"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // report gathers what the demo shows: the load's outcomes, the cluster's
@@ -58,7 +58,7 @@ func (r *report) event(e cluster.Event) {
 	at := time.Now().Format("15:04:05.000")
 	switch e.Kind {
 	case cluster.OverLimit:
-		fmt.Printf("%s worker %d (pid %d) at %s, over the %s limit: starting its replacement\n", at, e.Worker, e.Pid, drain.FormatSize(e.Memory), drain.FormatSize(r.limit))
+		fmt.Printf("%s worker %d (pid %d) at %s, over the %s limit: starting its replacement\n", at, e.Worker, e.Pid, memory.FormatSize(e.Memory), memory.FormatSize(r.limit))
 	case cluster.Draining:
 		why := "its replacement is ready"
 		if e.Reason == drain.Signal {
@@ -78,29 +78,21 @@ func (r *report) event(e cluster.Event) {
 	}
 }
 
-func (r *report) printEverySecond(ctx context.Context, c *cluster.Cluster) {
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		status := c.Status()
-		var workers []string
-		r.mu.Lock()
-		for _, s := range status {
-			r.highest = max(r.highest, s.Memory)
-			workers = append(workers, fmt.Sprintf("[%d] %s %s", s.Worker, bar(s.Memory, r.limit), drain.FormatSize(s.Memory)))
-		}
-		rate := r.requests - r.lastCount
-		r.lastCount = r.requests
-		line := fmt.Sprintf("%s %s | requests %d (%d/s) failed %d recycles %d",
-			time.Now().Format("15:04:05"), strings.Join(workers, "  "), r.requests, rate, r.failed, r.totalRecycles())
-		r.mu.Unlock()
-		fmt.Println(line)
+// status prints the line of a second: every worker's memory, and the
+// load's figures since the last line.
+func (r *report) status(c *cluster.Cluster) {
+	var workers []string
+	r.mu.Lock()
+	for _, s := range c.Status() {
+		r.highest = max(r.highest, s.Memory)
+		workers = append(workers, fmt.Sprintf("[%d] %s %s", s.Worker, bar(s.Memory, r.limit), memory.FormatSize(s.Memory)))
 	}
+	rate := r.requests - r.lastCount
+	r.lastCount = r.requests
+	line := fmt.Sprintf("%s %s | requests %d (%d/s) failed %d recycles %d",
+		time.Now().Format("15:04:05"), strings.Join(workers, "  "), r.requests, rate, r.failed, r.totalRecycles())
+	r.mu.Unlock()
+	fmt.Println(line)
 }
 
 // bar draws memory against the limit in ten cells.
@@ -138,6 +130,6 @@ func (r *report) summary(w io.Writer) {
 	fmt.Fprintf(w, "  recycles   %d (%s)\n", r.totalRecycles(), strings.Join(parts, ", "))
 	fmt.Fprintf(w, "  crashes    %d\n", r.crashes)
 	if r.limit > 0 {
-		fmt.Fprintf(w, "  max RSS    %s (%.2f× the %s limit)\n", drain.FormatSize(r.highest), float64(r.highest)/float64(r.limit), drain.FormatSize(r.limit))
+		fmt.Fprintf(w, "  max RSS    %s (%.2f× the %s limit)\n", memory.FormatSize(r.highest), float64(r.highest)/float64(r.limit), memory.FormatSize(r.limit))
 	}
 }

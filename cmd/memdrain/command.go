@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/memdrain/memdrain/cluster"
-	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/proxy"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // runCommand is memdrain run. Its exit code is 0 after a shutdown by
@@ -61,7 +61,7 @@ func runCommand(args []string) int {
 	cfg.Logger = log
 	base := cfg.Sampler
 	if base == nil {
-		base = drain.RSS
+		base = memory.RSS
 	}
 	cfg.Sampler = treeSampler{base: base}
 	c, err := cluster.New(cfg)

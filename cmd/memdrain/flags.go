@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/memdrain/memdrain/cluster"
-	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/envvar"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // options is what memdrain run was asked to do: the flags, over their
@@ -126,15 +126,15 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, "max-age", &c.MaxAge, "replace a worker after it lived this long (MEMDRAIN_MAX_AGE; default 0, off)")
 	durationFlag(fs, "max-age-jitter", &c.MaxAgeJitter, "add up to this much to each worker's --max-age (MEMDRAIN_MAX_AGE_JITTER)")
 	durationFlag(fs, "check-interval", &c.CheckInterval, "longest time between two memory samples of a worker (MEMDRAIN_CHECK_INTERVAL; default 1s)")
-	fs.Func("sampler", "memory figure: rss, or uss (memory not shared with other processes) (MEMDRAIN_SAMPLER; default rss)", func(v string) error {
-		switch strings.ToLower(strings.TrimSpace(v)) {
-		case "rss":
-			c.Sampler = drain.RSS
-		case "uss":
-			c.Sampler = drain.USS
-		default:
-			return errors.New("accepted: rss or uss")
+	fs.Func("sampler", "memory figure: rss, or anon (resident anonymous memory: heap and stacks, not shared code) (MEMDRAIN_SAMPLER; default rss)", func(v string) error {
+		if strings.EqualFold(strings.TrimSpace(v), "go") {
+			return errors.New(`accepted: rss or anon; "go" measures only memdrain itself`)
 		}
+		s, err := memory.SamplerByName(v)
+		if err != nil {
+			return err
+		}
+		c.Sampler = s
 		return nil
 	})
 	pathFlag(fs, "ready-path", &o.readyPath, "a worker is ready when this path answers 2xx on its PORT (MEMDRAIN_READY_PATH; default: when its PORT accepts a connection)")
@@ -179,7 +179,7 @@ func intFlag(fs *flag.FlagSet, name string, dst *int, usage string) {
 
 func sizeFlag(fs *flag.FlagSet, name string, dst *uint64, usage string) {
 	fs.Func(name, usage, func(v string) error {
-		n, err := drain.ParseMemoryLimit(v)
+		n, err := memory.ParseMemoryLimit(v)
 		if err != nil {
 			return accepted(err.Error(), `a size such as "150Mi", "1.5Gi", "400MB" or a byte count such as 400000000, at least 1Mi, or 0 for none`)
 		}

@@ -8,18 +8,18 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/memory"
 )
 
 // treeSampler measures a worker as the memory of every process under its
 // shim, the shim left out: the app, and whatever it started (the node that
 // "npm start" or "sh -c" runs, where the leak is). Each process is
-// measured with base (drain.RSS or drain.USS) and the figures are added:
+// measured with base (memory.RSS or memory.Anon) and the figures are added:
 // with RSS, pages that processes of the tree share (a shell's libc and
 // node's) count once in each.
-type treeSampler struct{ base drain.Sampler }
+type treeSampler struct{ base memory.Sampler }
 
-// Sample implements drain.Sampler. pid is the shim's.
+// Sample implements memory.Sampler. pid is the shim's.
 func (t treeSampler) Sample(pid int) (uint64, error) {
 	var total uint64
 	measured := 0

@@ -1,6 +1,6 @@
 // Package envvar reads settings from MEMDRAIN_* environment variables into
 // a configuration struct, with the errors both cluster.FromEnv and
-// drain.OptionsFromEnv report: each names the variable, quotes its value
+// standalone.OptionsFromEnv report: each names the variable, quotes its value
 // and says what is accepted. It imports only the standard library, so that
 // drain may use it.
 package envvar

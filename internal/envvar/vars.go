@@ -63,7 +63,7 @@ func MillisVar[T any](name, yieldsTo, field string, dst func(*T) *time.Duration,
 	}
 }
 
-// SizeVar is a memory size read by parse (drain.ParseMemoryLimit, which
+// SizeVar is a memory size read by parse (memory.ParseMemoryLimit, which
 // this package cannot import: drain imports it).
 func SizeVar[T any](name, field string, dst func(*T) *uint64, zero string, parse func(string) (uint64, error)) Var[T] {
 	return Var[T]{

@@ -180,7 +180,8 @@ func TestPythonWorker(t *testing.T) {
 // routed to it never reached it, so they go to another backend, or wait
 // for one, instead of failing; it gets no more.
 func TestUnreachableBackendRoutedAround(t *testing.T) {
-	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8})
+	unreachable := make(chan int, 8)
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnUnreachable: func(id int) { unreachable <- id }})
 	a, b := e.backend(1, "a"), e.backend(2, "b")
 	e.p.Add(a.id, a.addr())
 	e.p.Add(b.id, b.addr())
@@ -196,6 +197,9 @@ func TestUnreachableBackendRoutedAround(t *testing.T) {
 	}
 	if n := e.logs.count("backend cannot be reached"); n != 1 {
 		t.Fatalf("unreachable backend logged %d times; want once", n)
+	}
+	if id := recv(t, unreachable, "OnUnreachable"); id != a.id {
+		t.Fatalf("OnUnreachable(%d); want %d", id, a.id)
 	}
 	if _, served := e.p.Stats(a.id); served != 1 {
 		t.Fatalf("requests routed to the gone backend: %d; want 1, then none", served)
@@ -215,5 +219,13 @@ func TestUnreachableBackendRoutedAround(t *testing.T) {
 	e.p.Add(c.id, c.addr())
 	if r := recv(t, waiting, "the queued request"); r.status != 200 || r.backend != c.name {
 		t.Fatalf("request with every backend gone: %+v; want 200 from c, added later", r)
+	}
+	if id := recv(t, unreachable, "OnUnreachable for d"); id != d.id {
+		t.Fatalf("OnUnreachable(%d); want %d", id, d.id)
+	}
+	select {
+	case id := <-unreachable:
+		t.Fatalf("OnUnreachable(%d) called again", id)
+	default:
 	}
 }

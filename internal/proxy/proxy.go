@@ -8,18 +8,22 @@
 // returns is closed by the release of its last request, tunnels included.
 // Client connections end at the proxy, so a recycle never closes one.
 //
-// Forwarding is net/http/httputil.ReverseProxy: request and response bodies
-// are streamed (nothing is buffered whole), responses are flushed as the
-// backend writes them (server-sent events pass through at once), HTTP/1
-// requests are served full duplex (an app may answer while the upload still
-// arrives), and Upgrade requests (websockets) are tunnelled and counted in
-// flight until the tunnel closes. Each backend has an http.Transport of its
-// own, with keep-alive, so its pooled connections can be closed alone.
+// Forwarding is net/http/httputil.ReverseProxy. Request and response bodies
+// are streamed, never buffered whole. A response of unknown length (a
+// stream) or of type text/event-stream is flushed to the client as the
+// backend writes it; one of known length goes through the server's write
+// buffer of a few KiB. HTTP/1 requests are served full duplex (an app may
+// answer while the upload still arrives). Upgrade requests (websockets)
+// are tunnelled and counted in flight until the tunnel closes. Each
+// backend has an http.Transport of its own, with keep-alive, so its pooled
+// connections can be closed alone.
 //
 // Limits: an Upgrade over HTTP/2 (extended CONNECT) is not supported; the
 // client's X-Forwarded-* headers are replaced, not extended (the proxy
 // trusts no one in front of it); once a response has begun, a backend that
-// fails can only abort it.
+// fails can only abort it; when an app answers an HTTP/1 upload before it
+// has read all of it, with a response of unknown length (chunked), the end
+// of that response reaches the client only after the end of the upload.
 package proxy
 
 import (
@@ -51,6 +55,13 @@ type Options struct {
 	// with the id of the backend that did not answer. It may be called
 	// several times for one backend, concurrently, and should not block.
 	OnTimeout func(id int)
+	// OnUnreachable is called, once per backend, when a connection to it
+	// cannot be dialed: nothing is routed to it from then on, and the
+	// requests that could not reach it go to others. Usually the worker has
+	// just died and Remove follows; a worker that still runs has closed
+	// its listener and should be replaced. It is called in a request's
+	// goroutine and should not block. Nil: only logged.
+	OnUnreachable func(id int)
 	// Log receives the proxy's errors, each request's at most once, with
 	// the backend's id. Nil means slog.Default().
 	Log *slog.Logger
@@ -108,15 +119,7 @@ func New(opts Options) *Proxy {
 // never sent to a second backend, even when the Transport resends an
 // idempotent one: it may be what killed the first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && http.NewResponseController(w).EnableFullDuplex() == nil && r.Body != nil {
-		// In full duplex, the Transport may still be reading the body when
-		// ReverseProxy returns (the backend answered before the end of the
-		// upload). If that read reaches the end after the server's own
-		// end-of-request work, net/http panics and closes the client's
-		// connection (golang/go#68560). Closing the body here waits for
-		// that read, before the handler returns.
-		defer r.Body.Close()
-	}
+	duplex := fullDuplex(w, r)
 	// Each turn retires the backend that could not be dialed: the loop
 	// ends, at the latest in the queue.
 	for {
@@ -126,6 +129,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !b.forward(w, r) {
+			if duplex {
+				endDuplex(w, r)
+			}
 			return
 		}
 	}

@@ -1,5 +1,5 @@
 // Package softlimit sets a process's Go soft memory limit below its
-// recycle limit, for a cluster worker and for drain.ListenAndServe alike.
+// recycle limit, for a cluster worker and for standalone.ListenAndServe alike.
 // It imports only the standard library, so that drain may use it.
 package softlimit
 

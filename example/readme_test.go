@@ -1,0 +1,39 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestREADMEGoIsCompiled: every Go snippet in the README is the text of an
+// Example function, so `go test` compiles it and it cannot drift from the
+// API.
+func TestREADMEGoIsCompiled(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var examples strings.Builder
+	for _, pattern := range []string{"../*/example_test.go", "../*/*/example_test.go"} {
+		files, _ := filepath.Glob(pattern)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			examples.Write(b)
+		}
+	}
+	snippets := regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(snippets) == 0 {
+		t.Fatal("the README has no Go snippet: has the fence changed?")
+	}
+	for _, s := range snippets {
+		if !strings.HasPrefix(s[1], "func Example") || !strings.Contains(examples.String(), s[1]) {
+			t.Errorf("this README snippet is not the text of an Example function in an example_test.go:\n%s", s[1])
+		}
+	}
+}

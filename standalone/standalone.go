@@ -1,0 +1,203 @@
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/memdrain/memdrain/drain"
+	"github.com/memdrain/memdrain/internal/softlimit"
+	"github.com/memdrain/memdrain/memory"
+)
+
+// Options configures ListenAndServe. The zero value serves until SIGTERM or
+// SIGINT with no memory limit and no probe server.
+type Options struct {
+	// Watch, when its Limit is set, samples this process's memory and
+	// drains when it passes the limit. Watch.Pid is ignored.
+	Watch memory.Watch
+	// SoftLimitRatio sets this process's Go soft memory limit
+	// (debug.SetMemoryLimit) to this fraction of Watch.Limit while
+	// ListenAndServe runs, as a cluster sets it in each worker: the
+	// garbage collector works harder before garbage alone could pass the
+	// limit. Once the live heap reaches 95 % of the soft limit, the
+	// process is leaking for real and the soft limit is raised to
+	// Watch.Limit, so the collector does not run without pause until the
+	// drain. Zero means 0.9; a negative value sets none. Ignored without a
+	// Watch.Limit, and when the GOMEMLIMIT variable is set (the
+	// operator's limit wins). The limit from before is put back when
+	// ListenAndServe returns.
+	SoftLimitRatio float64
+	// Signals: the first one received starts the drain with reason
+	// Signal, and a second one ends it at once. Nil means SIGTERM and
+	// SIGINT. An empty, non-nil slice ([]os.Signal{}) installs no handler
+	// at all, for a program that handles its signals itself and calls
+	// Controller.Start.
+	Signals []os.Signal
+	// Listener, when set, is served instead of listening on srv.Addr.
+	Listener net.Listener
+	// ProbeAddr, when set, is the address of a second HTTP server for
+	// Kubernetes probes, such as ":8081"; see ProbeHandler for what it
+	// answers. It stays open for the whole drain and closes when
+	// ListenAndServe returns.
+	ProbeAddr string
+	// ProbeListener, when set, is served as the probe server instead of
+	// listening on ProbeAddr. ListenAndServe closes it when it returns.
+	ProbeListener net.Listener
+	// Logger receives the lifecycle; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ListenAndServe runs one process the way Kubernetes and systemd expect: it
+// serves srv (on opts.Listener, else on srv.Addr, ":http" if empty) until a
+// signal, the memory limit, or the end of ctx starts the drain; then it
+// drains with Serve and returns the Result. Exit with Result.ExitCode so the
+// platform restarts the process when it drained on its own.
+//
+// A second signal during the drain (a second SIGTERM, or Ctrl-C pressed
+// twice) ends the drain at once, as the cluster master kills its workers on
+// a second signal: the connections still open are closed, and the Result
+// reports DeadlineExceeded and the requests Abandoned, as if the drain
+// deadline had fired. Signals are counted whatever started the drain: after
+// the memory limit started it, the first SIGTERM still only lets it go on.
+// Kubernetes and systemd send one SIGTERM and then SIGKILL after their own
+// timeout, so under them only the drain Timeout (kept below that timeout)
+// ends a drain early.
+//
+// With a Watch.Limit, ListenAndServe also sets the Go soft memory limit
+// below it (see Options.SoftLimitRatio), as a cluster worker does.
+// OptionsFromEnv and ConfigFromEnv read the MEMDRAIN_* variables a cluster
+// reads; ListenAndServe reads none itself.
+//
+// With opts.ProbeAddr (or ProbeListener) set, ListenAndServe also serves
+// ProbeHandler there, from before the first request until it returns.
+//
+// The program must not call srv.Shutdown or srv.Close itself, nor run its
+// own signal.Notify-then-Shutdown code beside ListenAndServe: to stop on
+// its own terms it cancels ctx or calls c.Start. A Shutdown made before the
+// drain started is logged as that mistake and drains with reason Manual
+// (see Serve). srv.RegisterOnShutdown functions run when the drain ends,
+// not when it starts; long handlers watch Controller.Draining (or
+// DrainingFromContext) instead.
+func ListenAndServe(ctx context.Context, srv *http.Server, c *drain.Controller, opts Options) (drain.Result, error) {
+	if srv == nil || c == nil {
+		return drain.Result{}, errors.New("standalone: ListenAndServe needs an *http.Server and a *Controller")
+	}
+	if opts.Watch.Limit > 0 {
+		if err := opts.Watch.Validate(); err != nil {
+			return drain.Result{}, err
+		}
+	}
+	if r := opts.SoftLimitRatio; math.IsNaN(r) || r > 1 {
+		return drain.Result{}, fmt.Errorf("standalone: Options.SoftLimitRatio is %v; accepted: a fraction in (0, 1], 0 for the default %v, or a negative number for no soft limit", r, softlimit.DefaultRatio)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	probeLn, err := probeListener(opts)
+	if err != nil {
+		return drain.Result{}, err
+	}
+	ln := opts.Listener
+	if ln == nil {
+		addr := srv.Addr
+		if addr == "" {
+			addr = ":http"
+		}
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			if probeLn != nil {
+				probeLn.Close()
+			}
+			return drain.Result{}, fmt.Errorf("standalone: listening on %s: %w", addr, err)
+		}
+	}
+	signals := opts.Signals
+	if signals == nil {
+		signals = []os.Signal{syscall.SIGTERM, syscall.SIGINT}
+	}
+	var caught chan os.Signal // nil, never ready, when no signal is handled
+	if len(signals) > 0 {
+		caught = make(chan os.Signal, 2)
+		signal.Notify(caught, signals...)
+		defer signal.Stop(caught)
+	}
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchDone := make(chan error, 1)
+	if opts.Watch.Limit > 0 {
+		w := opts.Watch
+		w.Pid = 0
+		if w.Logger == nil {
+			w.Logger = log
+		}
+		go func() { watchDone <- w.Run(watchCtx, c) }()
+	} else {
+		watchDone <- nil
+	}
+
+	stopTriggers := make(chan struct{})
+	triggersDone := make(chan struct{})
+	go func() {
+		defer close(triggersDone)
+		startTriggers(ctx, c, caught, stopTriggers, log)
+	}()
+	defer func() {
+		close(stopTriggers)
+		<-triggersDone
+	}()
+
+	if ratio := opts.SoftLimitRatio; opts.Watch.Limit > 0 && ratio >= 0 {
+		if ratio == 0 {
+			ratio = softlimit.DefaultRatio
+		}
+		stopSoftLimit, _ := softlimit.Start(softlimit.Of(opts.Watch.Limit, ratio), softlimit.Of(opts.Watch.Limit, 1))
+		defer stopSoftLimit()
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "pid", os.Getpid())
+	if probeLn != nil {
+		defer serveProbes(c, probeLn, log)()
+	}
+	result, err := drain.Serve(srv, c, ln)
+	stopWatch()
+	if werr := <-watchDone; werr != nil && err == nil {
+		err = werr
+	}
+	return result, err
+}
+
+// startTriggers starts the drain on the first signal or the end of ctx, and
+// ends it at once on a second signal, until stop closes or the drain ends.
+func startTriggers(ctx context.Context, c *drain.Controller, caught <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
+	done := ctx.Done()
+	signalled := false
+	for {
+		select {
+		case sig := <-caught:
+			if !signalled {
+				signalled = true
+				log.Info("signal received; draining", "signal", sig.String())
+				c.Start(drain.Signal)
+				continue
+			}
+			log.Warn("second signal received; ending the drain now", "signal", sig.String(), "in_flight", c.InFlight())
+			c.Expire()
+			return
+		case <-done:
+			done = nil
+			c.Start(drain.Manual)
+		case <-c.Done():
+			return
+		case <-stop:
+			return
+		}
+	}
+}
