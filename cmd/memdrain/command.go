@@ -52,7 +52,7 @@ func runCommand(args []string) int {
 	// The proxy's own log is its errors; the supervisor reports the drains.
 	proxyLog := slog.New(newHandler(o.logFormat, slog.LevelWarn))
 	p := proxy.New(proxy.Options{QueueTimeout: o.queueTimeout, QueueLimit: o.queueLimit, RequestTimeout: o.requestTimeout,
-		OnTimeout: l.onTimeout, Log: proxyLog})
+		OnTimeout: l.onTimeout, OnUnreachable: l.onUnreachable, Log: proxyLog})
 	defer p.Close()
 	l.proxy = p
 

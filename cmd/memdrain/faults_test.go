@@ -217,3 +217,32 @@ http.createServer((req, res) => { if (req.url !== '/hang') res.end('ok\n'); }).l
 	})
 	m.stop(t)
 }
+
+// An app that closes its listener but keeps running gets no more
+// requests, and is replaced, fork first.
+func TestAppThatStopsListeningIsReplaced(t *testing.T) {
+	need(t, "node")
+	dir := writeApp(t, "app.js", `
+const http = require('http');
+const server = http.createServer((req, res) => {
+  if (req.url === '/close') { server.close(); res.end('closing\n'); return; }
+  res.end('ok\n');
+});
+server.listen(Number(process.env.PORT), '127.0.0.1');
+setInterval(() => {}, 1000);
+process.on('SIGTERM', () => process.exit(0));
+`)
+	m := start(t, dir, []string{"--workers", "1"}, "node", "app.js")
+	pid := m.waitReady(t, 1)[0]
+	if r := loadgen.Run(ctxFor(t, 10*time.Second), loadgen.Config{URL: "http://" + m.addr + "/close", Clients: 1, PerClient: 1}); r.Failed != 0 {
+		t.Fatalf("/close: %v", r)
+	}
+	r := loadgen.Run(ctxFor(t, 30*time.Second), loadgen.Config{URL: "http://" + m.addr + "/", Clients: 2, PerClient: 20})
+	if r.Failed != 0 {
+		t.Errorf("after the app closed its listener: %v; want none failed (queued until its replacement serves)", r)
+	}
+	m.waitUntil(t, 30*time.Second, "the worker replaced", func(logs []logLine, _ string) bool {
+		return count(logs, func(l logLine) bool { return l.Msg == "exited planned" && l.Pid == pid && l.Reason == "supervisor" }) == 1
+	})
+	m.stop(t)
+}

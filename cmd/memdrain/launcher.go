@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/memdrain/memdrain/cluster"
+	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/proxy"
 )
 
@@ -103,6 +104,20 @@ func (l *launcher) waitFront() {
 	if l.frontStart.Load() {
 		<-l.frontDone
 	}
+}
+
+// onUnreachable is the proxy's OnUnreachable: a connection to the
+// worker's port was refused, and the proxy routes around it. Usually the
+// app has just died, and its exit follows. One that still runs has closed
+// its listener: it is replaced, fork first, as if it had asked.
+func (l *launcher) onUnreachable(pid int) {
+	l.mu.Lock()
+	a := l.workers[pid]
+	l.mu.Unlock()
+	if a == nil {
+		return
+	}
+	go a.w.Recycle(drain.Supervisor) // the proxy's goroutine must not wait
 }
 
 // onTimeout is the proxy's OnTimeout: the worker's next health check
