@@ -66,7 +66,8 @@ func (l *launcher) Launch(w *cluster.Worker, start func(*exec.Cmd) error) (clust
 	}
 	defer lifeline.Close()
 	id := strconv.Itoa(w.ID)
-	cmd := exec.Command(l.exe, append([]string{shimCommand, id, "--"}, l.opts.command...)...)
+	stop := strconv.Itoa(int(l.opts.stopSignal))
+	cmd := exec.Command(l.exe, append([]string{shimCommand, id, stop, "--"}, l.opts.command...)...)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "MEMDRAIN_WORKER_ID="+id, "NODE_APP_INSTANCE="+id)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{lifeline} // lifelineFD

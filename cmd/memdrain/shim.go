@@ -40,17 +40,24 @@ const lifelineFD = 3
 // exited: a process it left behind may hold its stdout open.
 const drainOutputFor = 200 * time.Millisecond
 
-// shim runs "shim WORKER -- COMMAND [ARGS...]".
+// shim runs "shim WORKER STOPSIGNAL -- COMMAND [ARGS...]".
 func shim(args []string) int {
-	if len(args) < 3 || args[1] != "--" {
+	byHand := func() int {
 		fmt.Fprintln(os.Stderr, "memdrain: the shim is started by memdrain run, not by hand")
 		return 2
+	}
+	if len(args) < 4 || args[2] != "--" {
+		return byHand()
 	}
 	worker, err := strconv.Atoi(args[0])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "memdrain: the shim is started by memdrain run, not by hand")
-		return 2
+		return byHand()
 	}
+	stopSignal, err := strconv.Atoi(args[1])
+	if err != nil {
+		return byHand()
+	}
+	args = append(args[:1:1], args[2:]...) // WORKER -- COMMAND...
 	master := os.Getppid()
 	// Everything in the group goes, this shim included: SIGKILL cannot be
 	// caught, and the shim has nothing to save.
@@ -117,6 +124,9 @@ func shim(args []string) int {
 		return 127
 	}
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		if int(ws.Signal()) == stopSignal {
+			return 0 // stopped as asked: an app without a handler for it dies of it
+		}
 		return 128 + int(ws.Signal())
 	}
 	return state.ExitCode()
