@@ -96,6 +96,10 @@ func New(cfg Config) (*Cluster, error) {
 	return &Cluster{cfg: cfg, poke: make(chan struct{}, 1)}, nil
 }
 
+// Config returns the configuration c runs with: what New was given, with
+// every zero field replaced by its default.
+func (c *Cluster) Config() Config { return c.cfg }
+
 // IsMaster reports whether this process is the master (it was not started
 // by a master as a worker).
 func (c *Cluster) IsMaster() bool { return !IsWorker() }

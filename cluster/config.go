@@ -151,6 +151,13 @@ type Config struct {
 	CrashLimit  int
 	CrashWindow time.Duration
 
+	// Launcher, if set, starts every worker process in place of the
+	// re-executed binary (see Launcher). It exists for the memdrain
+	// command, which runs any HTTP server as its workers; Listen and
+	// Listeners must then be empty, since such workers share no sockets.
+	// Default: nil, workers are this program.
+	Launcher Launcher
+
 	// WorkerEnv is added to the environment of every worker, after the
 	// master's own environment.
 	WorkerEnv []string

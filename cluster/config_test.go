@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -76,7 +78,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 func TestWithDefaultsLeavesOnlyOffFieldsZero(t *testing.T) {
 	zeroByDefault := []string{
 		"Listeners", "MaxMemory", "HardMemory", "TotalMemory", "MaxRequests", "MaxRequestsJitter",
-		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health",
+		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health", "Launcher",
 	}
 	d := reflect.ValueOf(Config{}.withDefaults())
 	for i := range d.NumField() {
@@ -173,6 +175,8 @@ func TestValidateRejects(t *testing.T) {
 		{"duplicate address", Config{Listen: []string{":8080", ":8080"}}, []string{`Config.Listen[1] is ":8080"`, "Listen[0] is the same"}},
 		{"nil listener", Config{Listeners: []net.Listener{nil}}, []string{"Config.Listeners[0] is a <nil>", "*net.TCPListener"}},
 		{"Listen and Listeners", Config{Listen: []string{":8080"}, Listeners: []net.Listener{&net.TCPListener{}}}, []string{"Config.Listen", "Listeners"}},
+		{"Listen with a Launcher", Config{Listen: []string{":8080"}, Launcher: noLauncher{}}, []string{
+			`cluster: Config.Listen is [":8080"] (with 0 Listeners); accepted: no addresses and no Listeners when a Launcher starts the workers`}},
 		{"tiny MaxMemory", Config{MaxMemory: 400}, []string{"Config.MaxMemory is 400 (bytes)", "at least 1MiB", "did you mean 400 << 20 (400MiB)?"}},
 		{"tiny TotalMemory", Config{TotalMemory: 2}, []string{"Config.TotalMemory is 2 (bytes)", "0 for no budget", "2MiB"}},
 		{"ceiling below the limit", Config{MaxMemory: 400 << 20, HardMemory: 300 << 20}, []string{
@@ -424,7 +428,7 @@ func TestFromEnvReadsTheProcessEnvironment(t *testing.T) {
 // ones that cannot come from a string has a variable, and every variable
 // sets an existing field.
 func TestEveryConfigFieldHasAnEnvironmentVariable(t *testing.T) {
-	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health"}
+	noVariable := []string{"Listeners", "WorkerEnv", "Logger", "OnEvent", "Health", "Launcher"}
 	byField := map[string][]string{}
 	for _, e := range envVars {
 		byField[e.Field] = append(byField[e.Field], e.Name)
@@ -625,4 +629,11 @@ func TestOneProcessReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
 			assert.Equal(t, strings.TrimPrefix(clusterErr.Error(), "cluster: "), oneMsg)
 		})
 	}
+}
+
+// noLauncher is a Launcher for Validate's tests; it launches nothing.
+type noLauncher struct{}
+
+func (noLauncher) Launch(*Worker, func(*exec.Cmd) error) (Launched, error) {
+	return nil, errors.New("noLauncher launches nothing")
 }

@@ -68,7 +68,7 @@ const unixPrefix = "unix:"
 // Validate reports those. A negative SoftLimitRatio stays negative (off).
 // withDefaults is idempotent.
 func (c Config) withDefaults() Config {
-	if len(c.Listen) == 0 {
+	if len(c.Listen) == 0 && c.Launcher == nil {
 		c.Listen = []string{defaultListen}
 	}
 	if c.Workers == 0 {

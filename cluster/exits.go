@@ -60,7 +60,7 @@ func (m *master) onExit(p *proc, err error) {
 // peak returns the highest resident memory p reached in its life, once
 // it exited; 0 if unknown (see peakRSS).
 func (p *proc) peak() uint64 {
-	if p.cmd == nil { // a stand-in in a test
+	if p.cmd == nil { // a stand-in in a test, or a launched worker: not its process's
 		return 0
 	}
 	return peakRSS(p.cmd.ProcessState)
@@ -196,13 +196,13 @@ func (m *master) onReadyTimeout(p *proc) {
 	m.emit(Event{Kind: ReadyTimeout, Worker: p.slot.id, Pid: p.pid, Err: p.failed})
 	// Its exit is then handled as an accident: the replacement is retried
 	// with backoff and the old worker keeps serving.
-	p.cmd.Process.Kill()
+	p.kill()
 }
 
 func (m *master) killAll() {
 	m.stopping = true // no respawn for a start that fails meanwhile
 	for _, p := range m.procs {
-		p.cmd.Process.Kill()
+		p.kill()
 	}
 	// Wait for the exits so no worker outlives Run, and nothing is left
 	// unreaped.
@@ -211,7 +211,7 @@ func (m *master) killAll() {
 		case evSpawned:
 			m.onSpawned(ev.p, ev.err) // stopping: registered to be killed, or forgotten
 			if ev.err == nil {
-				ev.p.cmd.Process.Kill()
+				ev.p.kill()
 			}
 		case evExit:
 			delete(m.procs, ev.p.pid)

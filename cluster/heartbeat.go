@@ -118,7 +118,7 @@ func (m *master) onSendFailed(p *proc, msg message, err error) {
 func (m *master) hung(p *proc, err error) {
 	p.beat.hung = true
 	m.emit(Event{Kind: Hung, Worker: p.slot.id, Pid: p.pid, Memory: p.memory, Err: err})
-	p.cmd.Process.Kill()
+	p.kill()
 	m.rerouteHandoffs(p) // it will never read them; its exit may be long in coming
 	if p.state != StateServing {
 		return

@@ -64,8 +64,12 @@ type slot struct {
 // proc is one worker process.
 type proc struct {
 	slot *slot
-	pid  int // zero until the process exists (onSpawned)
-	cmd  *exec.Cmd
+	pid  int       // zero until the process exists (onSpawned)
+	cmd  *exec.Cmd // nil for a launched worker
+	// launched and agent are set for a worker started by Config.Launcher:
+	// the process, and the worker's end of its control link, served here.
+	launched Launched
+	agent    *Worker
 	// childFiles are the worker's ends of its sockets, closed once the
 	// spawner started it (or failed to).
 	childFiles []*os.File
@@ -167,7 +171,7 @@ func (m *master) loop() error {
 		case evKillTimeout:
 			if m.alive(ev.p) {
 				m.emit(Event{Kind: Killed, Worker: ev.p.slot.id, Pid: ev.p.pid, Err: errors.New("drain outlived DrainTimeout + KillGrace")})
-				ev.p.cmd.Process.Kill()
+				ev.p.kill()
 			}
 		case evSpawned:
 			m.onSpawned(ev.p, ev.err)

@@ -77,8 +77,13 @@ func (m *master) drainProc(p *proc, reason drain.Reason) {
 }
 
 // drainBySignal stops p with SIGTERM, on which a worker drains as on the
-// message, when the drain message could not be sent.
+// message, when the drain message could not be sent. A launched worker's
+// end of the link is in this process: its drain is started there.
 func (m *master) drainBySignal(p *proc, err error) {
+	if p.agent != nil {
+		p.agent.Controller.Start(p.reason)
+		return
+	}
 	m.log.Warn("telling a worker to drain failed; stopping it with SIGTERM", "worker", p.slot.id, "pid", p.pid, "err", err)
 	p.cmd.Process.Signal(syscall.SIGTERM)
 }

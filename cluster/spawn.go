@@ -106,7 +106,11 @@ func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
 	} else {
 		m.log.Debug("starting a worker", "worker", s.id)
 	}
-	p, err := m.newProc(s)
+	newProc := m.newProc
+	if m.cfg.Launcher != nil {
+		newProc = m.newLaunchedProc
+	}
+	p, err := newProc(s)
 	if err != nil {
 		m.startFailed(s, replaces, reason, err)
 		return
@@ -119,6 +123,10 @@ func (m *master) spawn(s *slot, replaces *proc, reason drain.Reason) {
 		s.current = p
 	}
 	m.unstarted++
+	if p.agent != nil {
+		m.launch(p)
+		return
+	}
 	m.spawner.start(p.cmd, func(err error) {
 		for _, f := range p.childFiles {
 			f.Close() // the child has its copies, or there is no child
@@ -150,16 +158,25 @@ func (m *master) onSpawned(p *proc, err error) {
 	s := p.slot
 	if err != nil {
 		p.ctrl.close()
-		p.handoff.Close()
-		p.handoffPeer.Close()
+		if p.agent != nil {
+			p.agent.ctrl.close()
+		} else {
+			p.handoff.Close()
+			p.handoffPeer.Close()
+			err = fmt.Errorf("cluster: starting %s: %w", m.exe, err)
+		}
 		m.forget(p)
 		if m.stopping {
 			return
 		}
-		m.startFailed(s, p.replaces, p.reason, fmt.Errorf("cluster: starting %s: %w", m.exe, err))
+		m.startFailed(s, p.replaces, p.reason, err)
 		return
 	}
-	p.pid = p.cmd.Process.Pid
+	if p.launched != nil {
+		p.pid = p.launched.Pid()
+	} else {
+		p.pid = p.cmd.Process.Pid
+	}
 	m.procs[p.pid] = p
 	p.readyWait = time.AfterFunc(m.cfg.ReadyTimeout, func() { m.post(evReadyTimeout{p}) })
 	m.emit(Event{Kind: Started, Worker: s.id, Pid: p.pid, Reason: p.reason})
@@ -192,6 +209,57 @@ func (m *master) newProc(s *slot) (*proc, error) {
 		handoffEnd.Close()
 		return nil, fmt.Errorf("cluster: keeping the hand-off socket of a worker: %w", err)
 	}
+	spec := m.workerSpec(s)
+	specJSON, _ := json.Marshal(spec)
+	cmd := exec.Command(m.exe, os.Args[1:]...)
+	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.ExtraFiles = append([]*os.File{workerEnd, handoffEnd}, m.files...)
+	cmd.SysProcAttr = workerSysProcAttr()
+	// started is when the start was asked for: the time until ready then
+	// includes the fork and exec, part of what a replacement's lead must
+	// cover.
+	p := &proc{slot: s, cmd: cmd,
+		handoff: handoff.(*net.UnixConn), handoffPeer: peer.(*net.UnixConn), handoffs: newHandoffQueue(), received: make(chan struct{}),
+		childFiles: []*os.File{workerEnd, handoffEnd}}
+	m.prepare(p, conn)
+	return p, nil
+}
+
+// follow starts the goroutines that turn a started worker's messages,
+// hand-offs and exit into events.
+func (m *master) follow(p *proc) {
+	go m.receiveMessages(p)
+	go m.receiveFrom(p)
+	go p.handoffs.forward(p.handoff, func(pc passedConn) { m.postHandoff(evHandoff{p, pc}) })
+	go func() {
+		err := p.cmd.Wait()
+		p.ctrl.close()
+		for _, pc := range p.reclaimHandoffs() {
+			m.postHandoff(evHandoff{p, pc})
+		}
+		m.post(evExit{p, err})
+	}()
+}
+
+// prepare sets up what every worker process has, however it is started:
+// its control link, its meters and its retirement. conn is the master's
+// end of the link.
+func (m *master) prepare(p *proc, conn net.Conn) {
+	// started is when the start was asked for: the time until ready then
+	// includes the fork and exec, part of what a replacement's lead must
+	// cover.
+	p.state, p.started, p.reloads = StateStarting, time.Now(), m.reloads
+	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
+	p.meter = memory.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
+	p.ceiling = memory.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
+	if m.cfg.MaxAge > 0 {
+		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
+	}
+}
+
+// workerSpec returns what the master tells slot s's new worker.
+func (m *master) workerSpec(s *slot) workerSpec {
 	spec := workerSpec{
 		ID:            s.id,
 		Listeners:     len(m.files),
@@ -206,50 +274,20 @@ func (m *master) newProc(s *slot) (*proc, error) {
 	if m.cfg.MaxRequests > 0 {
 		spec.MaxRequests = uint64(m.cfg.MaxRequests) + uint64(jitter(int64(m.cfg.MaxRequestsJitter)))
 	}
-	specJSON, _ := json.Marshal(spec)
-	cmd := exec.Command(m.exe, os.Args[1:]...)
-	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.ExtraFiles = append([]*os.File{workerEnd, handoffEnd}, m.files...)
-	cmd.SysProcAttr = workerSysProcAttr()
-	// started is when the start was asked for: the time until ready then
-	// includes the fork and exec, part of what a replacement's lead must
-	// cover.
-	p := &proc{slot: s, cmd: cmd, state: StateStarting, started: time.Now(), reloads: m.reloads,
-		handoff: handoff.(*net.UnixConn), handoffPeer: peer.(*net.UnixConn), handoffs: newHandoffQueue(), received: make(chan struct{}),
-		childFiles: []*os.File{workerEnd, handoffEnd}}
-	p.ctrl = newLink(conn, m.cfg.HeartbeatTimeout, func(msg message, err error) { m.post(evSendFailed{p, msg, err}) })
-	p.meter = memory.Meter{Limit: m.cfg.MaxMemory, Consecutive: m.cfg.Consecutive, Interval: m.cfg.CheckInterval}
-	p.ceiling = memory.Meter{Limit: m.cfg.HardMemory, Interval: m.cfg.CheckInterval}
-	if m.cfg.MaxAge > 0 {
-		p.retireAt = p.started.Add(m.cfg.MaxAge + time.Duration(jitter(int64(m.cfg.MaxAgeJitter))))
-	}
-	return p, nil
+	return spec
 }
 
-// follow starts the goroutines that turn a started worker's messages,
-// hand-offs and exit into events.
-func (m *master) follow(p *proc) {
-	go func() {
-		for {
-			msg, err := p.ctrl.receive()
-			if err != nil {
-				m.post(evClosed{p})
-				return
-			}
-			m.post(evMessage{p, msg})
+// receiveMessages posts every message p sends to the loop, then the end
+// of its link.
+func (m *master) receiveMessages(p *proc) {
+	for {
+		msg, err := p.ctrl.receive()
+		if err != nil {
+			m.post(evClosed{p})
+			return
 		}
-	}()
-	go m.receiveFrom(p)
-	go p.handoffs.forward(p.handoff, func(pc passedConn) { m.postHandoff(evHandoff{p, pc}) })
-	go func() {
-		err := p.cmd.Wait()
-		p.ctrl.close()
-		for _, pc := range p.reclaimHandoffs() {
-			m.postHandoff(evHandoff{p, pc})
-		}
-		m.post(evExit{p, err})
-	}()
+		m.post(evMessage{p, msg})
+	}
 }
 
 // jitter returns a random number from 0 to n, both included.

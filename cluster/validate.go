@@ -103,6 +103,10 @@ func (c Config) validateListen(p *problems) {
 		// One of the two would be silently ignored.
 		p.add("Listen", fmt.Sprintf("%q", c.Listen), "no addresses when Listeners are given (they replace Listen)")
 	}
+	if c.Launcher != nil && (len(c.Listen) > 0 || len(c.Listeners) > 0) {
+		p.add("Listen", fmt.Sprintf("%q (with %d Listeners)", c.Listen, len(c.Listeners)),
+			"no addresses and no Listeners when a Launcher starts the workers: its workers share no sockets")
+	}
 
 	if c.Workers < 0 || c.Workers > maxWorkers {
 		p.add("Workers", c.Workers, "%s", acceptedWorkers())

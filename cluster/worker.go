@@ -76,6 +76,9 @@ type Worker struct {
 	counting  atomic.Bool // Handler was called: served is counted
 	asked     atomic.Bool // a recycle was requested
 	ready     atomic.Bool // Ready told the master
+	// stats, for a launched worker (see Launcher), is where its figures
+	// come from, in place of Handler's counts.
+	stats func() (inFlight int, served uint64)
 }
 
 // Ready tells the master that this worker serves, so the worker it
@@ -267,7 +270,17 @@ func drainOnSignal(c *drain.Controller) (stop func()) {
 // reportStats sends the worker's figures to the master every interval.
 func (w *Worker) reportStats() (stop func()) {
 	return tick.Every(w.spec.StatsInterval, func() bool {
-		w.ctrl.send(message{Type: msgStats, InFlight: w.Controller.InFlight(), Served: w.served.Load(), Counts: w.counting.Load()})
+		msg := message{Type: msgStats, InFlight: w.Controller.InFlight(), Served: w.served.Load(), Counts: w.counting.Load()}
+		if w.stats != nil {
+			msg.InFlight, msg.Served = w.stats()
+			msg.Counts = true
+			// Counted elsewhere, the quota is checked here: up to a
+			// StatsInterval late.
+			if w.spec.MaxRequests > 0 && msg.Served >= w.spec.MaxRequests {
+				w.Recycle(drain.Requests)
+			}
+		}
+		w.ctrl.send(msg)
 		return true
 	})
 }
