@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// queuedEvents makes the proxy signal each request that joins the queue.
+func (e *env) queuedEvents() <-chan struct{} {
+	c := make(chan struct{}, 64)
+	e.p.mu.Lock()
+	e.p.queued = func() { c <- struct{}{} }
+	e.p.mu.Unlock()
+	return c
+}
+
+// Requests made while no backend is ready wait, and Add serves them.
+func TestQueueServedOnAdd(t *testing.T) {
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8})
+	queued := e.queuedEvents()
+	results := make(chan result, 3)
+	for range 3 {
+		go func() { results <- e.get("/") }()
+	}
+	for range 3 {
+		recv(t, queued, "a request to queue")
+	}
+	a := e.backend(1, "a")
+	e.p.Add(a.id, a.addr())
+	for range 3 {
+		if r := recv(t, results, "a queued request"); r.status != 200 || r.backend != "a" {
+			t.Fatalf("queued request: %+v; want 200 from a", r)
+		}
+	}
+}
+
+// A request that waits longer than QueueTimeout gets 503 with Retry-After.
+func TestQueueTimeout(t *testing.T) {
+	e := newEnv(t, Options{QueueTimeout: 50 * time.Millisecond, QueueLimit: 8})
+	r := e.get("/")
+	if r.err != nil || r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("request with no backend: %+v; want 503 with Retry-After", r)
+	}
+	if n := e.logs.count("within the queue timeout"); n != 1 {
+		t.Fatalf("queue timeout logged %d times; want 1", n)
+	}
+	// The queue is empty again: a backend added now serves new requests.
+	a := e.backend(1, "a")
+	e.p.Add(a.id, a.addr())
+	if r := e.get("/"); r.status != 200 {
+		t.Fatalf("after Add: %+v", r)
+	}
+}
+
+// A full queue answers 503 at once; Close answers the queued ones 503.
+func TestQueueFullAndClose(t *testing.T) {
+	e := newEnv(t, Options{QueueTimeout: time.Hour, QueueLimit: 1})
+	queued := e.queuedEvents()
+	first := e.goGet("/")
+	recv(t, queued, "the first request to queue")
+	// The first waits for an hour: the second returns only if refused at once.
+	if r := recv(t, e.goGet("/"), "the request over the queue limit"); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("request over the queue limit: %+v; want 503 with Retry-After", r)
+	}
+	e.p.Close()
+	if r := recv(t, first, "the queued request after Close"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("queued request after Close: %+v; want 503", r)
+	}
+	if r := e.get("/"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("request after Close with no backend: %+v; want 503", r)
+	}
+}
