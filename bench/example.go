@@ -23,19 +23,25 @@ import (
 // It builds from the memdrain module's own directory, so the binary is
 // exactly what `go run ./example` runs.
 func buildExample(ctx context.Context, dir string) (string, error) {
+	return buildPackage(ctx, dir, "example", "memdrain-example")
+}
+
+// buildPackage builds the memdrain module's package at pkg (a path inside
+// the module) into dir/name and returns the binary's path.
+func buildPackage(ctx context.Context, dir, pkg, name string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("the go tool is needed to build the example: %w", err)
+		return "", fmt.Errorf("the go tool is needed to build %s: %w", pkg, err)
 	}
 	root, err := moduleRoot(ctx, goTool)
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "memdrain-example")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/memdrain/memdrain/example")
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "github.com/memdrain/memdrain/"+pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the example in %s: %w\n%s", root, err, out)
+		return "", fmt.Errorf("building %s in %s: %w\n%s", pkg, root, err, out)
 	}
 	return bin, nil
 }
