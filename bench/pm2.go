@@ -54,9 +54,6 @@ type sideResult struct {
 	// memdrain its "replacing worker" log lines with reason memory, for
 	// PM2 its Worker's "exceeds --max-memory-restart" lines.
 	Recycles int `json:"recycles"`
-	// PM2RestartTime is the sum of PM2's restart counters (pm2 jlist),
-	// from its start to the end of the load.
-	PM2RestartTime *int `json:"pm2_restart_time,omitempty"`
 	// MaxRSSBytes is the highest memory any worker reached: its process
 	// tree's RSS summed at a sample (every 50 ms), or one process's
 	// VmHWM if that was higher.
@@ -129,7 +126,7 @@ func runPM2Part(ctx context.Context, cfg pm2Config, tmp string, prog *progress) 
 	if err != nil {
 		return nil, err
 	}
-	part.Memdrain, err = measureSide(ctx, "memdrain", m.subject(), cfg, prog, m.stopMemdrain, nil)
+	part.Memdrain, err = measureSide(ctx, "memdrain", m, cfg, prog, m.stopMemdrain)
 	if err != nil {
 		return nil, fmt.Errorf("memdrain: %w", err)
 	}
@@ -144,11 +141,7 @@ func runPM2Part(ctx context.Context, cfg pm2Config, tmp string, prog *progress) 
 		if err != nil {
 			return nil, err
 		}
-		part.PM2, err = measureSide(ctx, "PM2", p.subject, cfg, prog, p.stopPM2, func(r *sideResult) error {
-			n, err := p.restarts(ctx)
-			r.PM2RestartTime = &n
-			return err
-		})
+		part.PM2, err = measureSide(ctx, "PM2", p, cfg, prog, p.stopPM2)
 		if err != nil {
 			return nil, fmt.Errorf("PM2: %w", err)
 		}
@@ -161,13 +154,8 @@ func runPM2Part(ctx context.Context, cfg pm2Config, tmp string, prog *progress) 
 	return part, nil
 }
 
-// subject returns s itself; it lets memdrain's subject and PM2's share
-// measureSide.
-func (s *subject) subject() *subject { return s }
-
-// measureSide drives the load at a started subject, reads what it needs
-// of the subject before stopping it (extra), and stops it.
-func measureSide(ctx context.Context, name string, s *subject, cfg pm2Config, prog *progress, stop func() error, extra func(*sideResult) error) (r *sideResult, err error) {
+// measureSide drives the load at a started subject and stops it.
+func measureSide(ctx context.Context, name string, s *subject, cfg pm2Config, prog *progress, stop func() error) (r *sideResult, err error) {
 	defer func() {
 		if stopErr := stop(); err == nil && stopErr != nil {
 			r, err = nil, stopErr
@@ -193,11 +181,6 @@ func measureSide(ctx context.Context, name string, s *subject, cfg pm2Config, pr
 	}
 	if r.Requests > 0 {
 		r.SupervisorCPUPerRequestUs = float64(f.OwnCPU.Microseconds()) / float64(r.Requests)
-	}
-	if extra != nil {
-		if err := extra(r); err != nil {
-			return nil, err
-		}
 	}
 	return r, nil
 }
@@ -314,12 +297,7 @@ func (p *pm2Part) print(w io.Writer) {
 			return fmt.Sprintf("%s / %d of %d", failures(gr.Failed, gr.Failures), gr.Retried, gr.Requests)
 		})
 	}
-	each("recycles (memory)", func(r *sideResult) string {
-		if r.PM2RestartTime != nil {
-			return fmt.Sprintf("%d (restart_time %d)", r.Recycles, *r.PM2RestartTime)
-		}
-		return fmt.Sprint(r.Recycles)
-	})
+	each("recycles (memory)", func(r *sideResult) string { return fmt.Sprint(r.Recycles) })
 	each("highest worker RSS", func(r *sideResult) string {
 		s := fmt.Sprintf("%s (%.2f× the limit)", drain.FormatSize(r.MaxRSSBytes), r.MaxRSSRatio)
 		if r.StoppedAtGuard {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,7 +25,7 @@ type subject struct {
 
 	mu       sync.Mutex
 	recycles []time.Time // each memory recycle's decision
-	readies  int         // memdrain: workers reported ready
+	readies  int         // workers reported ready (or online)
 }
 
 func (s *subject) addRecycle(t time.Time) {
@@ -46,6 +45,18 @@ func (s *subject) recyclesBetween(from, to time.Time) int {
 		}
 	}
 	return n
+}
+
+// readyCount returns a condition for waitFor: n workers reported ready.
+func (s *subject) readyCount(n int) func() error {
+	return func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.readies < n {
+			return fmt.Errorf("%d ready", s.readies)
+		}
+		return nil
+	}
 }
 
 // appEnv is the app's settings, for every way it runs.
@@ -124,14 +135,7 @@ func startMemdrain(ctx context.Context, bin string, node *nodeEnv, workers int, 
 	if err != nil {
 		return nil, err
 	}
-	err = s.waitFor(ctx, fmt.Sprintf("%d workers ready", workers), 60*time.Second, 50*time.Millisecond, func() error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.readies < workers {
-			return fmt.Errorf("%d ready", s.readies)
-		}
-		return nil
-	})
+	err = s.waitFor(ctx, fmt.Sprintf("%d workers ready", workers), 60*time.Second, 50*time.Millisecond, s.readyCount(workers))
 	if err == nil {
 		err = waitServing(ctx, s.url, 10*time.Second)
 	}
@@ -163,64 +167,20 @@ func pm2Recycle(line string) bool {
 	return strings.Contains(line, "PM2 log: [PM2][WORKER] Process ") && strings.Contains(line, "exceeds --max-memory-restart")
 }
 
-// pm2Proc is one entry of `pm2 jlist`.
-type pm2Proc struct {
-	Pid    int `json:"pid"`
-	PM2Env struct {
-		Status      string `json:"status"`
-		RestartTime int    `json:"restart_time"`
-	} `json:"pm2_env"`
+// pm2Online reports whether a line of PM2's output is its daemon's report
+// that a process of the app is online (started, or restarted).
+func pm2Online(line string) bool {
+	return strings.Contains(line, "PM2 log: App [") && strings.HasSuffix(strings.TrimSpace(line), "] online")
 }
 
-// parseJlist reads `pm2 jlist`'s output: a JSON array, after whatever PM2
-// printed first.
-func parseJlist(out []byte) ([]pm2Proc, error) {
-	i := bytes.IndexByte(out, '[')
-	if i < 0 {
-		return nil, fmt.Errorf("pm2 jlist printed no JSON array: %q", lastLines(string(out), 3))
-	}
-	var procs []pm2Proc
-	if err := json.Unmarshal(out[i:], &procs); err != nil {
-		return nil, fmt.Errorf("pm2 jlist: %w", err)
-	}
-	return procs, nil
-}
-
-// pm2CLI runs one PM2 command against the part's own PM2_HOME.
-type pm2CLI struct {
-	node *nodeEnv
-	env  []string
-}
-
-func (c pm2CLI) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, c.node.node, append([]string{c.node.pm2Bin()}, args...)...)
-	cmd.Dir = c.node.dir
-	cmd.Env = c.env
-	return cmd
-}
-
-func (c pm2CLI) jlist(ctx context.Context) ([]pm2Proc, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := c.command(ctx, "jlist").Output()
-	if err != nil {
-		return nil, fmt.Errorf("pm2 jlist: %w", err)
-	}
-	return parseJlist(out)
-}
-
-// pm2Subject is PM2 running the app, with the CLI that talks to it.
-type pm2Subject struct {
-	*subject
-	cli pm2CLI
-}
-
-// startPM2 starts PM2's daemon in the foreground (pm2 start --no-daemon)
-// with a PM2_HOME of its own under dir, so a PM2 of the user's is never
-// touched, and the app in cluster mode from an ecosystem file.
+// startPM2 starts PM2's daemon in the foreground (pm2 start --no-daemon:
+// the daemon is the process started, and the app's workers are its
+// children) with a PM2_HOME of its own under dir, so a PM2 of the user's
+// is never touched, and the app in cluster mode from an ecosystem file.
 // PM2_WORKER_INTERVAL=1000 makes its memory check every second (its
-// default is 30 s).
-func startPM2(ctx context.Context, node *nodeEnv, dir string, workers int, limit uint64, env map[string]string) (*pm2Subject, error) {
+// default is 30 s). No other PM2 command is run: one that found no daemon
+// answering would start one of its own, outside the harness's tree.
+func startPM2(ctx context.Context, node *nodeEnv, dir string, workers int, limit uint64, env map[string]string) (*subject, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -243,35 +203,26 @@ func startPM2(ctx context.Context, node *nodeEnv, dir string, workers int, limit
 	if err != nil {
 		return nil, err
 	}
-	cli := pm2CLI{node: node, env: withEnv(map[string]string{
+	cmd := exec.Command(node.node, node.pm2Bin(), "start", eco, "--no-daemon")
+	cmd.Dir = node.dir
+	cmd.Env = withEnv(map[string]string{
 		"PM2_HOME": home, "PM2_WORKER_INTERVAL": "1000", "PM2_DISABLE_VERSION_CHECK": "true",
-	})}
-	cmd := cli.command(context.Background(), "start", eco, "--no-daemon")
-	s := &pm2Subject{subject: &subject{url: "http://" + addr + "/"}, cli: cli}
+	})
+	s := &subject{url: "http://" + addr + "/"}
 	s.supervised, err = startSupervised("PM2", cmd, pm2Layout, limit, func(l outputLine) {
-		if pm2Recycle(l.Text) {
-			s.addRecycle(l.T)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		switch {
+		case pm2Online(l.Text):
+			s.readies++
+		case pm2Recycle(l.Text):
+			s.recycles = append(s.recycles, l.T)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = s.waitFor(ctx, fmt.Sprintf("%d processes online", workers), 60*time.Second, 500*time.Millisecond, func() error {
-		procs, err := cli.jlist(ctx)
-		if err != nil {
-			return err
-		}
-		online := 0
-		for _, p := range procs {
-			if p.PM2Env.Status == "online" {
-				online++
-			}
-		}
-		if online < workers {
-			return fmt.Errorf("%d of %d online", online, len(procs))
-		}
-		return nil
-	})
+	err = s.waitFor(ctx, fmt.Sprintf("%d processes online", workers), 60*time.Second, 50*time.Millisecond, s.readyCount(workers))
 	if err == nil {
 		err = waitServing(ctx, s.url, 10*time.Second)
 	}
@@ -282,30 +233,11 @@ func startPM2(ctx context.Context, node *nodeEnv, dir string, workers int, limit
 	return s, nil
 }
 
-// restarts sums the restart counts `pm2 jlist` shows.
-func (s *pm2Subject) restarts(ctx context.Context) (int, error) {
-	procs, err := s.cli.jlist(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, p := range procs {
-		n += p.PM2Env.RestartTime
-	}
-	return n, nil
-}
-
-// stopPM2 stops the daemon and its processes with `pm2 kill`; the daemon
-// in the foreground exits then.
-func (s *pm2Subject) stopPM2() error {
-	_, err := s.stop(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if out, err := s.cli.command(ctx, "kill").CombinedOutput(); err != nil {
-			return fmt.Errorf("pm2 kill: %w: %s", err, lastLines(string(out), 3))
-		}
-		return nil
-	}, 15*time.Second)
+// stopPM2 stops PM2's daemon with SIGINT, on which it stops the app's
+// processes (each gets SIGINT, then SIGKILL after kill_timeout) and
+// exits.
+func (s *subject) stopPM2() error {
+	_, err := s.stop(s.signal(syscall.SIGINT), 15*time.Second)
 	return err
 }
 
