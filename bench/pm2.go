@@ -333,8 +333,8 @@ func (p *pm2Part) print(w io.Writer) {
 		t.row("latency p50", fmt.Sprintf("%.2f ms", k.Alone.P50Ms), fmt.Sprintf("%.2f ms", k.Proxied.P50Ms), fmt.Sprintf("%+.2f ms", k.AddedP50Ms))
 		t.row("latency p99", fmt.Sprintf("%.2f ms", k.Alone.P99Ms), fmt.Sprintf("%.2f ms", k.Proxied.P99Ms), fmt.Sprintf("%+.2f ms", k.AddedP99Ms))
 		t.row("throughput steady", fmt.Sprintf("%.0f/s", k.Alone.ThroughputSteadyRPS), fmt.Sprintf("%.0f/s", k.Proxied.ThroughputSteadyRPS), "")
-		t.row("memdrain CPU (master + shim)", "", fmt.Sprintf("%.2f s: %.0f µs a request, %.1f%% of a core", k.CPUSeconds, k.CPUPerRequestUs, k.CPUPercentOfCore), "")
-		t.row("memdrain RSS (master + shim), peak", "", fmt.Sprintf("%s (%s)", drain.FormatSize(k.RSSBytes), drain.FormatSize(k.PeakRSSBytes)), "")
 		t.write(w)
+		fmt.Fprintf(w, "memdrain's own (master + shim): CPU %.2f s, %.0f µs a request, %.1f%% of a core; RSS %s (peak %s)\n",
+			k.CPUSeconds, k.CPUPerRequestUs, k.CPUPercentOfCore, drain.FormatSize(k.RSSBytes), drain.FormatSize(k.PeakRSSBytes))
 	}
 }

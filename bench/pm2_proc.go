@@ -121,10 +121,14 @@ func (s *supervised) outputTail() string {
 	return "; its output ends:\n" + strings.Join(s.tail, "\n")
 }
 
+// afterExit is how long the processes of a supervisor's tree may take to
+// end after the supervisor exited before they count as left behind.
+const afterExit = 5 * time.Second
+
 // stop ends the process: ask (a function that asks it to stop, such as a
 // signal), then up to grace for it to exit, then SIGKILL to its process
-// group. Whatever of its tree is left after that is killed by pid and
-// reported. It returns the process's exit error, or the survivors.
+// group. Whatever of its tree still runs afterExit later is killed by pid
+// and reported. It returns the process's exit error, or the survivors.
 func (s *supervised) stop(ask func() error, grace time.Duration) (exit error, err error) {
 	askErr := ask()
 	timer := time.NewTimer(grace)
@@ -137,6 +141,7 @@ func (s *supervised) stop(ask func() error, grace time.Duration) (exit error, er
 		askErr = fmt.Errorf("%s did not exit within %v of being asked to stop (%v); killed", s.name, grace, askErr)
 	}
 	s.watch.end()
+	s.watch.settle(afterExit)
 	if err := s.watch.kill(); err != nil {
 		return s.err, fmt.Errorf("%s: %w", s.name, err)
 	}

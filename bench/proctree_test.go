@@ -110,6 +110,7 @@ func TestSupervisedStopKillsWhatOutlivedIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { syscall.Kill(-s.pid, syscall.SIGKILL) }) // if the test fails: the sleep is in sh's group
 	tab := waitDescendants(t, s.pid, 1)
 	sleeper := tab.descendants(s.pid)[0]
 	s.watch.sample() // the watch has seen the sleep

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -171,31 +173,49 @@ func (w *treeWatch) end() {
 	<-w.done
 }
 
-// kill sends SIGKILL to every process of the tree that is still alive,
-// checking each one's start time so that a reused pid is never hit, and
-// returns an error naming them: nothing the harness started may outlive
-// its run.
-func (w *treeWatch) kill() error {
+// alive returns the processes of the tree that still run, each with its
+// command line, checking each one's start time so that a reused pid is
+// never taken for one of the tree.
+func (w *treeWatch) alive() map[procID]string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var left []string
+	out := map[procID]string{}
 	for id := range w.seen {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", id.pid))
 		if err != nil {
 			continue
 		}
 		p, err := parseStat(id.pid, b)
-		if err != nil || p.start != id.start {
-			continue
+		if err != nil || p.start != id.start || zombie(b) {
+			continue // another process, or exited and waiting for its reaper
 		}
-		if zombie(b) {
-			continue // exited, waiting for its parent to reap it
-		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", id.pid))
+		out[id] = strings.TrimSpace(strings.ReplaceAll(string(cmdline), "\x00", " "))
+	}
+	return out
+}
+
+// settle waits up to grace for every process of the tree to exit on its
+// own (a worker finishing its shutdown after its supervisor exited).
+func (w *treeWatch) settle(grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for len(w.alive()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(sampleEvery) // polling /proc: an exit of a process not our child has no event
+	}
+}
+
+// kill sends SIGKILL to every process of the tree that still runs and
+// returns an error naming them: nothing the harness started may outlive
+// its run.
+func (w *treeWatch) kill() error {
+	var left []string
+	for id, cmdline := range w.alive() {
 		syscall.Kill(id.pid, syscall.SIGKILL)
-		left = append(left, fmt.Sprint(id.pid))
+		left = append(left, fmt.Sprintf("%d (%s)", id.pid, cmdline))
 	}
 	if len(left) > 0 {
-		return fmt.Errorf("processes outlived their supervisor's stop and were killed: %v", left)
+		slices.Sort(left)
+		return fmt.Errorf("processes outlived their supervisor's stop and were killed: %s", strings.Join(left, ", "))
 	}
 	return nil
 }
