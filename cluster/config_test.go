@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
 	"runtime"
@@ -172,6 +173,8 @@ func TestValidateRejects(t *testing.T) {
 		{"duplicate address", Config{Listen: []string{":8080", ":8080"}}, []string{`Config.Listen[1] is ":8080"`, "Listen[0] is the same"}},
 		{"nil listener", Config{Listeners: []net.Listener{nil}}, []string{"Config.Listeners[0] is a <nil>", "*net.TCPListener"}},
 		{"Listen and Listeners", Config{Listen: []string{":8080"}, Listeners: []net.Listener{&net.TCPListener{}}}, []string{"Config.Listen", "Listeners"}},
+		{"Listen with a Launcher", Config{Listen: []string{":8080"}, Launcher: noLauncher{}}, []string{
+			`cluster: Config.Listen is [":8080"] (with 0 Listeners); accepted: no addresses and no Listeners when a Launcher starts the workers`}},
 		{"tiny MaxMemory", Config{MaxMemory: 400}, []string{"Config.MaxMemory is 400 (bytes)", "at least 1MiB", "did you mean 400 << 20 (400MiB)?"}},
 		{"tiny TotalMemory", Config{TotalMemory: 2}, []string{"Config.TotalMemory is 2 (bytes)", "0 for no budget", "2MiB"}},
 		{"ceiling below the limit", Config{MaxMemory: 400 << 20, HardMemory: 300 << 20}, []string{
@@ -620,4 +623,11 @@ func TestDrainReadsTheSharedVariablesWithTheSameErrors(t *testing.T) {
 			assert.Equal(t, strings.TrimPrefix(clusterErr.Error(), "cluster: "), strings.TrimPrefix(drainErr.Error(), "drain: "))
 		})
 	}
+}
+
+// noLauncher is a Launcher for Validate's tests; it launches nothing.
+type noLauncher struct{}
+
+func (noLauncher) Launch(*Worker, func(*exec.Cmd) error) (Launched, error) {
+	return nil, errors.New("noLauncher launches nothing")
 }

@@ -25,6 +25,9 @@ import (
 // python3 apps written by each test.
 var binary string
 
+// buildFlags are go build's flags for the binary (see race_test.go).
+var buildFlags []string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "memdrain-test-")
 	if err != nil {
@@ -32,7 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "memdrain")
-	build := exec.Command("go", "build", "-o", binary, ".")
+	build := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", binary, ".")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building memdrain:", err)
@@ -68,10 +71,11 @@ type logLine struct {
 
 // instance is one memdrain process under test.
 type instance struct {
-	cmd    *exec.Cmd
-	addr   string // where it listens
-	exited chan struct{}
-	err    error // its exit, once exited is closed
+	cmd     *exec.Cmd
+	addr    string // where it listens
+	exited  chan struct{}
+	err     error         // its exit, once exited is closed
+	readAll chan struct{} // closed once its output ended
 
 	mu      sync.Mutex
 	logs    []logLine
@@ -95,30 +99,38 @@ func start(t *testing.T, dir string, flags []string, command ...string) *instanc
 // it if it still runs.
 func launch(t *testing.T, dir string, args ...string) *instance {
 	t.Helper()
-	m := &instance{exited: make(chan struct{}), changed: make(chan struct{})}
+	m := &instance{exited: make(chan struct{}), readAll: make(chan struct{}), changed: make(chan struct{})}
 	m.cmd = exec.Command(binary, args...)
 	m.cmd.Dir = dir
-	stdout, err := m.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := m.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	// Pipes of its own rather than StdoutPipe: the process's exit is
+	// known at once, even while something it left behind holds them.
+	var readers []*os.File
+	for _, out := range []*io.Writer{&m.cmd.Stdout, &m.cmd.Stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		*out = w
+		readers = append(readers, r)
 	}
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var readers sync.WaitGroup
-	for _, r := range []io.Reader{stdout, stderr} {
-		readers.Add(1)
+	var reading sync.WaitGroup
+	for _, r := range readers {
+		reading.Add(1)
 		go func() {
-			defer readers.Done()
+			defer reading.Done()
+			defer r.Close()
 			m.read(r)
 		}()
 	}
 	go func() {
-		readers.Wait()
+		reading.Wait()
+		close(m.readAll)
+	}()
+	go func() {
 		err := m.cmd.Wait()
 		m.mu.Lock()
 		m.err = err
@@ -235,6 +247,10 @@ func (m *instance) wait(t *testing.T, timeout time.Duration) int {
 	case <-m.exited:
 	case <-time.After(timeout):
 		t.Fatalf("memdrain still runs %v later", timeout)
+	}
+	select {
+	case <-m.readAll:
+	case <-time.After(5 * time.Second): // something it left holds its output
 	}
 	if m.cmd.ProcessState == nil {
 		t.Fatalf("memdrain: %v", m.err)

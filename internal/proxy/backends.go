@@ -40,7 +40,7 @@ func (p *Proxy) Drain(id int) <-chan struct{} {
 	p.mu.Lock()
 	b := p.findLocked(id)
 	if b != nil {
-		b.draining = true
+		b.retired = true
 	}
 	p.mu.Unlock()
 	if b == nil {
@@ -62,6 +62,15 @@ func (p *Proxy) Remove(id int) {
 	if b != nil {
 		b.transport.CloseIdleConnections()
 	}
+}
+
+// retire routes nothing more to b, and reports whether this call did it.
+func (p *Proxy) retire(b *backend) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := b.retired
+	b.retired = true
+	return !was
 }
 
 // closedChan is what Drain returns when there is nothing to wait for.
@@ -86,7 +95,7 @@ func (p *Proxy) removeLocked(id int) *backend {
 		if b.id != id {
 			continue
 		}
-		b.draining = true
+		b.retired = true
 		p.backends = append(p.backends[:i], p.backends[i+1:]...)
 		if p.next > i {
 			p.next--
@@ -99,7 +108,7 @@ func (p *Proxy) removeLocked(id int) *backend {
 // pickLocked returns the routable backend with the fewest requests in
 // flight, the first one at or after p.next among equals, with one request
 // acquired on it; nil if no backend is routable. Acquiring under the mutex
-// that also guards draining means no request reaches a backend after Drain
+// that also guards retired means no request reaches a backend after Drain
 // has marked it, and concurrent picks see each other's counts.
 func (p *Proxy) pickLocked() *backend {
 	n := len(p.backends)
@@ -107,7 +116,7 @@ func (p *Proxy) pickLocked() *backend {
 	for k := range n {
 		i := (p.next + k) % n
 		b := p.backends[i]
-		if b.draining {
+		if b.retired {
 			continue
 		}
 		if load := b.ctl.InFlight(); load < bestLoad {

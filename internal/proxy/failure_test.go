@@ -113,7 +113,10 @@ s.serve_forever()
 `
 
 // A real python3 worker: served with keep-alive, then SIGKILLed with a
-// request in flight, which gets 502.
+// request in flight, which gets 502. The Transport resends that GET, and
+// its new connection is refused: the request still gets 502 and does not
+// go to the other backend (it reached the worker, and may be what killed
+// it).
 func TestPythonWorker(t *testing.T) {
 	python, err := exec.LookPath("python3")
 	if err != nil {
@@ -159,11 +162,58 @@ func TestPythonWorker(t *testing.T) {
 	if n, _ := e.p.Stats(pid); n != 1 {
 		t.Fatalf("in flight: %d; want 1", n)
 	}
+	other := e.backend(2, "other")
+	e.p.Add(other.id, other.addr())
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	e.p.Remove(pid)
 	if r := recv(t, held, "the request on the killed worker"); r.status != http.StatusBadGateway {
 		t.Fatalf("request on a killed worker: %+v; want 502", r)
+	}
+	if r := e.get("/"); r.status != 200 || r.backend != other.name {
+		t.Fatalf("request after the kill: %+v; want 200 from the other backend", r)
+	}
+}
+
+// A worker that stopped listening before the caller removed it: requests
+// routed to it never reached it, so they go to another backend, or wait
+// for one, instead of failing; it gets no more.
+func TestUnreachableBackendRoutedAround(t *testing.T) {
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8})
+	a, b := e.backend(1, "a"), e.backend(2, "b")
+	e.p.Add(a.id, a.addr())
+	e.p.Add(b.id, b.addr())
+	a.srv.Close() // a is gone, and nobody has called Remove
+	for i := range 4 {
+		req, err := http.NewRequest("POST", e.front.URL+"/count", strings.NewReader("four"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := e.do(req); r.status != 200 || r.backend != b.name || r.body != "4" {
+			t.Fatalf("request %d with a gone: %+v; want 200 from b", i, r)
+		}
+	}
+	if n := e.logs.count("backend cannot be reached"); n != 1 {
+		t.Fatalf("unreachable backend logged %d times; want once", n)
+	}
+	if _, served := e.p.Stats(a.id); served != 1 {
+		t.Fatalf("requests routed to the gone backend: %d; want 1, then none", served)
+	}
+
+	// With no backend reachable, the request waits for one to be added.
+	// (d was never dialed: a gone backend's pooled connections would make
+	// the request reach it, and fail as in flight.)
+	d := e.backend(4, "d")
+	d.srv.Close()
+	e.p.Add(d.id, d.addr())
+	e.p.Remove(b.id)
+	queued := e.queuedEvents()
+	waiting := e.goGet("/")
+	recv(t, queued, "the request to queue")
+	c := e.backend(3, "c")
+	e.p.Add(c.id, c.addr())
+	if r := recv(t, waiting, "the queued request"); r.status != 200 || r.backend != c.name {
+		t.Fatalf("request with every backend gone: %+v; want 200 from c, added later", r)
 	}
 }

@@ -57,6 +57,7 @@ func newEnv(t *testing.T, opts Options) *env {
 //	/echo    full duplex: answers the first line of the body at once, then
 //	         copies the rest of the body
 //	/count   reads the body and answers its length
+//	/zeros   answers n zero bytes, n from the query, with no Content-Length
 //	/headers answers the request's Host and X-Forwarded-* headers
 //	Upgrade: echo  switches protocols and echoes the bytes until EOF
 type testBackend struct {
@@ -154,6 +155,14 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		io.WriteString(w, strconv.FormatInt(n, 10))
+		return
+	case "/zeros":
+		n, err := strconv.Atoi(r.URL.Query().Get("n"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		io.Copy(w, &zeros{left: n})
 		return
 	case "/headers":
 		w.Header().Set("X-Seen-Host", r.Host)

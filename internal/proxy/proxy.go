@@ -95,20 +95,40 @@ func New(opts Options) *Proxy {
 // Answers of the proxy's own: 503 with Retry-After when no backend became
 // ready within QueueTimeout, when the queue is full, or when the Proxy is
 // closed and no backend is ready; 502 when the backend fails before its
-// response header (its connection breaks, it is unreachable); 504 after
-// RequestTimeout.
+// response header (its connection breaks); 504 after RequestTimeout. A
+// response that has begun when the backend fails is aborted (the client
+// sees its connection or stream reset), as net/http does for a handler.
+//
+// A request whose connection to the backend cannot be dialed has not
+// reached it: it goes to another backend (or waits in the queue), and the
+// backend is routed around from then on, as if drained, until Remove or
+// Add replaces it. This covers the moment between a worker's death and
+// the caller's Remove, when the dead worker, with nothing in flight, is
+// the one with the fewest. A request already written to a connection is
+// never sent to a second backend, even when the Transport resends an
+// idempotent one: it may be what killed the first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b, err := p.acquire(r)
-	if err != nil {
-		p.refuse(w, r, err)
-		return
+	if r.ProtoMajor == 1 && http.NewResponseController(w).EnableFullDuplex() == nil && r.Body != nil {
+		// In full duplex, the Transport may still be reading the body when
+		// ReverseProxy returns (the backend answered before the end of the
+		// upload). If that read reaches the end after the server's own
+		// end-of-request work, net/http panics and closes the client's
+		// connection (golang/go#68560). Closing the body here waits for
+		// that read, before the handler returns.
+		defer r.Body.Close()
 	}
-	defer b.release()
-	if r.ProtoMajor == 1 {
-		// HTTP/2 streams are full duplex already; this only fails there.
-		_ = http.NewResponseController(w).EnableFullDuplex()
+	// Each turn retires the backend that could not be dialed: the loop
+	// ends, at the latest in the queue.
+	for {
+		b, err := p.acquire(r)
+		if err != nil {
+			p.refuse(w, r, err)
+			return
+		}
+		if !b.forward(w, r) {
+			return
+		}
 	}
-	b.rp.ServeHTTP(w, r)
 }
 
 // Stats returns the number of requests backend id has in flight (tunnels

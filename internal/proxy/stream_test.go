@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -133,11 +134,8 @@ func TestLargeUploadHeapFlat(t *testing.T) {
 	e.p.Add(a.id, a.addr())
 
 	const size = 100 << 20
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	body := &zeros{left: size, sampleEvery: 10 << 20, base: ms.HeapInuse}
-	req, err := http.NewRequest("POST", e.front.URL+"/count", body)
+	heap := newHeapWatch()
+	req, err := http.NewRequest("POST", e.front.URL+"/count", &zeros{left: size, heap: heap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,23 +144,79 @@ func TestLargeUploadHeapFlat(t *testing.T) {
 	if r.err != nil || r.status != 200 || r.body != strconv.Itoa(size) {
 		t.Fatalf("upload: %+v; want 200 and %d bytes counted", r, size)
 	}
-	if body.samples < 9 {
-		t.Fatalf("heap sampled %d times during the upload; want 9 or more", body.samples)
-	}
-	const bound = 16 << 20
-	if body.maxGrowth > bound {
-		t.Fatalf("heap in use grew by %d MiB during a %d MiB upload; want less than %d MiB", body.maxGrowth>>20, size>>20, bound>>20)
-	}
-	t.Logf("heap growth at most %d KiB during the upload", body.maxGrowth>>10)
+	heap.check(t, size)
 }
 
-// zeros is an upload body of left zero bytes that samples the heap in use
-// every sampleEvery bytes, so the growth is seen while the upload runs.
+// A 100 MiB download streams through: the heap does not grow with it.
+func TestLargeDownloadHeapFlat(t *testing.T) {
+	e := newEnv(t, Options{})
+	a := e.backend(1, "a")
+	e.p.Add(a.id, a.addr())
+
+	const size = 100 << 20
+	heap := newHeapWatch()
+	res, err := e.client.Get(e.front.URL + "/zeros?n=" + strconv.Itoa(size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	n, err := io.Copy(heap, res.Body)
+	if err != nil || n != size || res.StatusCode != 200 {
+		t.Fatalf("download: %d, %d bytes, %v; want 200 and %d bytes", res.StatusCode, n, err, size)
+	}
+	heap.check(t, size)
+}
+
+// heapWatch samples the heap in use every 10 MiB passed to it, so the
+// growth is seen while a transfer runs, not after the collector ran.
+type heapWatch struct {
+	base, maxGrowth uint64
+	since, samples  int
+}
+
+func newHeapWatch() *heapWatch {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return &heapWatch{base: ms.HeapInuse}
+}
+
+// Write counts len(p) bytes passed.
+func (h *heapWatch) Write(p []byte) (int, error) {
+	h.passed(len(p))
+	return len(p), nil
+}
+
+func (h *heapWatch) passed(n int) {
+	h.since += n
+	if h.since < 10<<20 {
+		return
+	}
+	h.since = 0
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	h.samples++
+	if ms.HeapInuse > h.base {
+		h.maxGrowth = max(h.maxGrowth, ms.HeapInuse-h.base)
+	}
+}
+
+func (h *heapWatch) check(t *testing.T, size int) {
+	t.Helper()
+	if h.samples < 9 {
+		t.Fatalf("heap sampled %d times during the transfer; want 9 or more", h.samples)
+	}
+	const bound = 16 << 20
+	if h.maxGrowth > bound {
+		t.Fatalf("heap in use grew by %d MiB during a %d MiB transfer; want less than %d MiB", h.maxGrowth>>20, size>>20, bound>>20)
+	}
+	t.Logf("heap growth at most %d KiB during the transfer", h.maxGrowth>>10)
+}
+
+// zeros is a body of left zero bytes, reported to heap if set.
 type zeros struct {
-	left, sampleEvery, sinceSample int
-	base                           uint64
-	maxGrowth                      uint64
-	samples                        int
+	left int
+	heap *heapWatch
 }
 
 func (z *zeros) Read(p []byte) (int, error) {
@@ -172,15 +226,100 @@ func (z *zeros) Read(p []byte) (int, error) {
 	n := min(len(p), z.left)
 	clear(p[:n])
 	z.left -= n
-	z.sinceSample += n
-	if z.sinceSample >= z.sampleEvery {
-		z.sinceSample = 0
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		z.samples++
-		if ms.HeapInuse > z.base {
-			z.maxGrowth = max(z.maxGrowth, ms.HeapInuse-z.base)
-		}
+	if z.heap != nil {
+		z.heap.passed(n)
 	}
 	return n, nil
+}
+
+// A backend that answers before it has read the upload, then closes its
+// connection: the client gets the answer, finishes its upload, and its
+// connection serves the next request. (net/http panics on that connection
+// if the handler returns while the Transport still reads the request
+// body, golang/go#68560.)
+func TestEarlyAnswerDuringUpload(t *testing.T) {
+	e := newEnv(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served sync.WaitGroup
+	served.Add(1)
+	go func() {
+		defer served.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Reads the header only, answers, closes.
+			http.ReadRequest(bufio.NewReader(conn))
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nearly")
+			conn.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		served.Wait()
+	})
+	e.p.Add(1, ln.Addr().String())
+
+	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	br := bufio.NewReader(conn)
+	read := func(what string) {
+		t.Helper()
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		body, err := io.ReadAll(res.Body)
+		if err != nil || res.StatusCode != 200 || string(body) != "early" {
+			t.Fatalf("%s: %d %q %v; want 200 early", what, res.StatusCode, body, err)
+		}
+	}
+	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nfirst")
+	read("answer during the upload")
+	io.WriteString(conn, "-half")
+	io.WriteString(conn, "GET /next HTTP/1.1\r\nHost: test\r\n\r\n")
+	read("next request on the same connection")
+}
+
+// A client that sends "Expect: 100-continue" gets the go-ahead through the
+// proxy, then its answer.
+func TestExpectContinue(t *testing.T) {
+	e := newEnv(t, Options{})
+	a := e.backend(1, "a")
+	e.p.Add(a.id, a.addr())
+
+	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(wait))
+	br := bufio.NewReader(conn)
+	io.WriteString(conn, "POST /count HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	res, err := http.ReadResponse(br, nil)
+	if err != nil || res.StatusCode != http.StatusContinue {
+		t.Fatalf("before the body: %v, %v; want 100 Continue", res, err)
+	}
+	io.WriteString(conn, "hello")
+	for {
+		res, err = http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusContinue { // the backend's own 100 may follow
+			break
+		}
+	}
+	body, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != 200 || string(body) != "5" {
+		t.Fatalf("answer: %d %q %v; want 200 5", res.StatusCode, body, err)
+	}
 }
