@@ -77,10 +77,15 @@ func (p *Proxy) newBackend(id int, addr string) *backend {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:     rt,
-		FlushInterval: -1,
-		BufferPool:    p.bufs,
-		ErrorHandler:  b.fail,
+		Transport: rt,
+		// FlushInterval stays zero: ReverseProxy already flushes each
+		// write at once for a response of unknown length (a stream) and
+		// for text/event-stream. A response of known length goes through
+		// the server's buffer instead, which spares each response a timer,
+		// a goroutine and a write of its header alone (-1 measured 15 to
+		// 25% slower per small proxied request, in one run with 0).
+		BufferPool:   p.bufs,
+		ErrorHandler: b.fail,
 		// ReverseProxy logs here a backend that fails mid-body (the
 		// response can then only be aborted); nothing else logs it.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -123,6 +123,8 @@ func (p *Proxy) pickLocked() *backend {
 			best, bestIdx, bestLoad = b, i, load
 		}
 	}
+	// Acquire fails only after a drain has ended, which Drain starts
+	// after it retired the backend: never for a routable one.
 	if best == nil || !best.ctl.Acquire() {
 		return nil
 	}

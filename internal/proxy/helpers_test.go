@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"io"
 	"log/slog"
 	"net"
@@ -52,8 +53,9 @@ func newEnv(t *testing.T, opts Options) *env {
 //
 //	/hold    signals arrived, then waits for release (or the test's end)
 //	         before answering, header included
-//	/stream  answers a text/event-stream header and a first event at once,
-//	         then waits for release before a second event
+//	/stream  answers a text/event-stream header (or the type in the query)
+//	         and a first event at once, then waits for release before a
+//	         second event
 //	/echo    full duplex: answers the first line of the body at once, then
 //	         copies the rest of the body
 //	/count   reads the body and answers its length
@@ -132,7 +134,7 @@ func (b *testBackend) serve(w http.ResponseWriter, r *http.Request) {
 		b.arrived <- struct{}{}
 		b.waitReleased()
 	case "/stream":
-		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Type", cmp.Or(r.URL.Query().Get("type"), "text/event-stream"))
 		io.WriteString(w, "data: one\n\n")
 		http.NewResponseController(w).Flush()
 		b.arrived <- struct{}{}

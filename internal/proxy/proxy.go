@@ -8,13 +8,15 @@
 // returns is closed by the release of its last request, tunnels included.
 // Client connections end at the proxy, so a recycle never closes one.
 //
-// Forwarding is net/http/httputil.ReverseProxy: request and response bodies
-// are streamed (nothing is buffered whole), responses are flushed as the
-// backend writes them (server-sent events pass through at once), HTTP/1
-// requests are served full duplex (an app may answer while the upload still
-// arrives), and Upgrade requests (websockets) are tunnelled and counted in
-// flight until the tunnel closes. Each backend has an http.Transport of its
-// own, with keep-alive, so its pooled connections can be closed alone.
+// Forwarding is net/http/httputil.ReverseProxy. Request and response bodies
+// are streamed, never buffered whole. A response of unknown length (a
+// stream) or of type text/event-stream is flushed to the client as the
+// backend writes it; one of known length goes through the server's write
+// buffer of a few KiB. HTTP/1 requests are served full duplex (an app may
+// answer while the upload still arrives). Upgrade requests (websockets)
+// are tunnelled and counted in flight until the tunnel closes. Each
+// backend has an http.Transport of its own, with keep-alive, so its pooled
+// connections can be closed alone.
 //
 // Limits: an Upgrade over HTTP/2 (extended CONNECT) is not supported; the
 // client's X-Forwarded-* headers are replaced, not extended (the proxy
@@ -108,15 +110,7 @@ func New(opts Options) *Proxy {
 // never sent to a second backend, even when the Transport resends an
 // idempotent one: it may be what killed the first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 1 && http.NewResponseController(w).EnableFullDuplex() == nil && r.Body != nil {
-		// In full duplex, the Transport may still be reading the body when
-		// ReverseProxy returns (the backend answered before the end of the
-		// upload). If that read reaches the end after the server's own
-		// end-of-request work, net/http panics and closes the client's
-		// connection (golang/go#68560). Closing the body here waits for
-		// that read, before the handler returns.
-		defer r.Body.Close()
-	}
+	duplex := fullDuplex(w, r)
 	// Each turn retires the backend that could not be dialed: the loop
 	// ends, at the latest in the queue.
 	for {
@@ -126,6 +120,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !b.forward(w, r) {
+			if duplex {
+				endDuplex(w, r)
+			}
 			return
 		}
 	}

@@ -108,3 +108,32 @@ func TestDrainEndsWithLastRequest(t *testing.T) {
 		t.Fatal("Drain of an unknown id returned an open channel")
 	}
 }
+
+// Add with an id already known replaces the backend; Add with an address
+// that is not host:port is refused with a log line naming it.
+func TestAddReplacesAndRefusesBadAddress(t *testing.T) {
+	e := newEnv(t, Options{})
+	a, b := e.backend(1, "a"), e.backend(2, "b")
+	e.p.Add(7, a.addr())
+	if r := e.get("/"); r.backend != a.name {
+		t.Fatalf("request to 7 at a: %+v", r)
+	}
+	e.p.Add(7, b.addr())
+	for i := range 3 {
+		if r := e.get("/"); r.backend != b.name {
+			t.Fatalf("request %d after 7 moved to b: %+v", i, r)
+		}
+	}
+	if _, served := e.p.Stats(7); served != 3 {
+		t.Fatalf("served by the new 7: %d; want 3 (counts start again)", served)
+	}
+
+	e.p.Add(8, "127.0.0.1")
+	if n := e.logs.count(`addr=127.0.0.1 `); n != 1 {
+		t.Fatalf("bad address logged %d times; want once, naming it", n)
+	}
+	e.p.Remove(7)
+	if r := e.get("/"); r.status != 503 {
+		t.Fatalf("request with only a bad address added: %+v; want 503", r)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strconv"
 	"sync"
@@ -60,27 +61,32 @@ func TestDrainHoldsUpgradeTunnel(t *testing.T) {
 	recv(t, done, "Drain's channel to close after the tunnel closed")
 }
 
-// A server-sent event reaches the client while the response goes on.
-func TestSSEFlushesThrough(t *testing.T) {
-	e := newEnv(t, Options{})
-	a := e.backend(1, "a")
-	e.p.Add(a.id, a.addr())
+// A stream's first part reaches the client while the response goes on:
+// server-sent events, and any response of unknown length.
+func TestStreamsFlushThrough(t *testing.T) {
+	for _, contentType := range []string{"text/event-stream", "application/x-ndjson"} {
+		t.Run(contentType, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			a := e.backend(1, "a")
+			e.p.Add(a.id, a.addr())
 
-	res, err := e.client.Get(e.front.URL + "/stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	a.held(t)
-	br := bufio.NewReader(res.Body)
-	// The backend is still held: this event was flushed through.
-	if line, err := br.ReadString('\n'); err != nil || line != "data: one\n" {
-		t.Fatalf("first event: %q, %v", line, err)
-	}
-	a.let(t)
-	rest, err := io.ReadAll(br)
-	if err != nil || string(rest) != "\ndata: two\n\n" {
-		t.Fatalf("rest of the stream: %q, %v", rest, err)
+			res, err := e.client.Get(e.front.URL + "/stream?type=" + url.QueryEscape(contentType))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			a.held(t)
+			br := bufio.NewReader(res.Body)
+			// The backend is still held: this event was flushed through.
+			if line, err := br.ReadString('\n'); err != nil || line != "data: one\n" {
+				t.Fatalf("first event: %q, %v", line, err)
+			}
+			a.let(t)
+			rest, err := io.ReadAll(br)
+			if err != nil || string(rest) != "\ndata: two\n\n" {
+				t.Fatalf("rest of the stream: %q, %v", rest, err)
+			}
+		})
 	}
 }
 
