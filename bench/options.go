@@ -185,13 +185,13 @@ func smokeDefaults(o *options, set map[string]bool, limit, pm2Limit, scaleWorker
 	if !set["stress-duration"] {
 		o.stress.Duration = 3 * time.Second
 	}
-	// A Node worker starts at about 45 MiB: 96Mi is reached within
-	// seconds.
+	// A Node worker starts at about 45 MiB: 72Mi is reached within a
+	// few seconds.
 	if !set["pm2-limit"] {
-		*pm2Limit = "96Mi"
+		*pm2Limit = "72Mi"
 	}
 	if !set["pm2-duration"] {
-		o.pm2.Duration = 6 * time.Second
+		o.pm2.Duration = 8 * time.Second
 	}
 	if !set["pm2-cost-duration"] {
 		o.pm2.CostDuration = 2 * time.Second

@@ -26,6 +26,9 @@ type pm2Config struct {
 	LeakKiB      int           `json:"leak_kib"`
 	Duration     time.Duration `json:"-"`
 	CostDuration time.Duration `json:"-"`
+	// The durations in seconds, for the JSON.
+	Seconds     float64 `json:"seconds"`
+	CostSeconds float64 `json:"cost_seconds"`
 	// WithPM2 is false in the smoke run, which runs memdrain only and
 	// needs neither npm nor PM2.
 	WithPM2 bool `json:"with_pm2"`
@@ -99,6 +102,7 @@ type pm2Ratios struct {
 // runPM2Part runs the part. A missing node (or, with PM2, npm or a
 // failed npm ci) skips it: the result says why.
 func runPM2Part(ctx context.Context, cfg pm2Config, tmp string, prog *progress) (*pm2Part, error) {
+	cfg.Seconds, cfg.CostSeconds = cfg.Duration.Seconds(), cfg.CostDuration.Seconds()
 	part := &pm2Part{Part: "pm2", Config: cfg}
 	node, skip, err := findNode(ctx)
 	if err != nil {

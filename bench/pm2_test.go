@@ -144,8 +144,8 @@ func TestPM2Flags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.pm2.WithPM2 || o.pm2.Limit != 96<<20 || o.pm2.Duration > 10*time.Second {
-		t.Errorf("smoke: %+v; want memdrain only, 96Mi, a few seconds", o.pm2)
+	if o.pm2.WithPM2 || o.pm2.Limit != 72<<20 || o.pm2.Duration > 10*time.Second {
+		t.Errorf("smoke: %+v; want memdrain only, 72Mi, a few seconds", o.pm2)
 	}
 	o, err = parseFlags([]string{"-part", "pm2"})
 	if err != nil {
