@@ -12,9 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/drain"
@@ -51,8 +49,10 @@ func runCommand(args []string) int {
 		return 2
 	}
 	l := newLauncher(o, exe, log)
+	// The proxy's own log is its errors; the supervisor reports the drains.
+	proxyLog := slog.New(newHandler(o.logFormat, slog.LevelWarn))
 	p := proxy.New(proxy.Options{QueueTimeout: o.queueTimeout, QueueLimit: o.queueLimit, RequestTimeout: o.requestTimeout,
-		OnTimeout: l.onTimeout, Log: log})
+		OnTimeout: l.onTimeout, Log: proxyLog})
 	defer p.Close()
 	l.proxy = p
 
@@ -83,37 +83,20 @@ func runCommand(args []string) int {
 	}
 	log.Info("memdrain listening", "listen", strings.Join(o.listen, ","), "command", strings.Join(o.command, " "))
 
-	// The first SIGTERM or SIGINT stops the front at once: new connections
-	// are refused, and every request in flight finishes, on workers that
-	// keep serving until then (see appWorker.serve). The supervisor,
-	// which gets the signal too, drains the workers meanwhile, and kills
-	// them on a second one.
-	caught := make(chan os.Signal, 1)
-	signal.Notify(caught, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(caught)
-	frontStopped := make(chan struct{})
-	runDone := make(chan struct{})
-	stopFront := func() {
+	// Signals are the supervisor's (cluster.Run): SIGTERM or SIGINT drains
+	// every worker, and the first drain for a signal stops the front (see
+	// launcher.stopFront), so nothing can catch a signal that the
+	// supervisor misses.
+	l.front = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.DrainTimeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			srv.Close()
 		}
-		close(l.frontDone)
 	}
-	go func() {
-		defer close(frontStopped)
-		select {
-		case <-caught:
-			stopFront()
-		case <-runDone:
-		}
-	}()
-
 	err = c.Run(func(*cluster.Worker) error { return errors.New("memdrain: not a worker") })
-	close(runDone)
 	srv.Close() // after a shutdown, already closed; after a give-up or a second signal, at once
-	<-frontStopped
+	l.waitFront()
 	if err != nil {
 		log.Error("memdrain stopped", "err", err.Error())
 		return 1
@@ -157,11 +140,14 @@ func removeStaleSocket(path string) {
 	os.Remove(path)
 }
 
-func newLogger(format string) *slog.Logger {
+func newLogger(format string) *slog.Logger { return slog.New(newHandler(format, slog.LevelInfo)) }
+
+func newHandler(format string, level slog.Level) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		return slog.NewJSONHandler(os.Stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return slog.NewTextHandler(os.Stderr, opts)
 }
 
 // lookPathProblem says why exec.LookPath refused a command.
