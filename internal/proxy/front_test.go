@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"strconv"
 	"testing"
 )
 
@@ -76,5 +78,17 @@ func TestH2CFront(t *testing.T) {
 		if got := res.Header.Get(k); got != v {
 			t.Errorf("%s: %q; want %q", k, got, v)
 		}
+	}
+
+	// An upload over the same HTTP/2 connection.
+	const size = 1 << 20
+	res, err = (&http.Client{Transport: tr, Timeout: wait}).Post(front.URL+"/count", "application/octet-stream", &zeros{left: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 || res.ProtoMajor != 2 || string(body) != strconv.Itoa(size) {
+		t.Fatalf("h2c upload: %d over %s, %q, %v; want 200 over HTTP/2 and %d", res.StatusCode, res.Proto, body, err, size)
 	}
 }

@@ -21,7 +21,9 @@
 // Limits: an Upgrade over HTTP/2 (extended CONNECT) is not supported; the
 // client's X-Forwarded-* headers are replaced, not extended (the proxy
 // trusts no one in front of it); once a response has begun, a backend that
-// fails can only abort it.
+// fails can only abort it; when an app answers an HTTP/1 upload before it
+// has read all of it, with a response of unknown length (chunked), the end
+// of that response reaches the client only after the end of the upload.
 package proxy
 
 import (
