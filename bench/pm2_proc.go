@@ -24,6 +24,9 @@ type supervised struct {
 	err    error         // its exit, once exited is closed
 	read   sync.WaitGroup
 	watch  *treeWatch
+	// settle is how long the processes of its tree may take to end after
+	// it exited before they count as left behind: afterExit.
+	settle time.Duration
 
 	mu   sync.Mutex
 	tail []string // its last lines of output, for an error message
@@ -67,7 +70,7 @@ func startSupervised(name string, cmd *exec.Cmd, layout treeLayout, limit uint64
 		stderr.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	s := &supervised{name: name, cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	s := &supervised{name: name, cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{}), settle: afterExit}
 	for _, r := range []struct {
 		rd     *os.File
 		stderr bool
@@ -141,7 +144,7 @@ func (s *supervised) stop(ask func() error, grace time.Duration) (exit error, er
 		askErr = fmt.Errorf("%s did not exit within %v of being asked to stop (%v); killed", s.name, grace, askErr)
 	}
 	s.watch.end()
-	s.watch.settle(afterExit)
+	s.watch.settle(s.settle)
 	if err := s.watch.kill(); err != nil {
 		return s.err, fmt.Errorf("%s: %w", s.name, err)
 	}

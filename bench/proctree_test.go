@@ -111,6 +111,7 @@ func TestSupervisedStopKillsWhatOutlivedIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Kill(-s.pid, syscall.SIGKILL) }) // if the test fails: the sleep is in sh's group
+	s.settle = 100 * time.Millisecond                           // the sleep would not end on its own anyway
 	tab := waitDescendants(t, s.pid, 1)
 	sleeper := tab.descendants(s.pid)[0]
 	s.watch.sample() // the watch has seen the sleep
@@ -148,5 +149,21 @@ func TestTreeWatchMeasuresWorkersAndSupervisor(t *testing.T) {
 	}
 	if f.Guarded {
 		t.Error("the guard closed under a 1 TiB limit")
+	}
+}
+
+// A process of the tree that ends on its own soon after its supervisor
+// exited (a worker finishing its shutdown) is not left behind.
+func TestSupervisedStopWaitsForTheTreeToEnd(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 1 & wait")
+	s, err := startSupervised("tree", cmd, aloneLayout, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-s.pid, syscall.SIGKILL) })
+	waitDescendants(t, s.pid, 1)
+	s.watch.sample()
+	if _, err := s.stop(func() error { return syscall.Kill(s.pid, syscall.SIGKILL) }, 10*time.Second); err != nil {
+		t.Fatalf("stop = %v; want no error: the sleep ended on its own within %v", err, s.settle)
 	}
 }
