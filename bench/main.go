@@ -12,7 +12,11 @@
 //     clients far away, HTTP/2, fast leaks, a bad deploy, shutdown, a hung
 //     worker), one table row each; a gated scenario that misses its
 //     target fails the run;
-//  6. scale: the master's CPU and memory with 1 to 64 idle workers.
+//  6. scale: the master's CPU and memory with 1 to 64 idle workers;
+//  7. pm2: the same leaky Node app under `memdrain run` and under PM2 in
+//     cluster mode with max_memory_restart, side by side, and the proxy's
+//     own cost (the app alone against the app behind memdrain); the smoke
+//     run runs memdrain only.
 //
 // Run it from bench/ (a module of its own, so that the plotting library
 // stays out of memdrain's go.mod):
@@ -101,6 +105,13 @@ func run(ctx context.Context, o *options, stdout io.Writer) error {
 			}
 		case "scale":
 			result, err = runScalePart(ctx, o.scale, tmp, prog)
+		case "pm2":
+			var p *pm2Part
+			p, err = runPM2Part(ctx, o.pm2, tmp, prog)
+			if err == nil {
+				result = p
+				problems = append(problems, p.problems()...)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("part %s: %w", name, err)

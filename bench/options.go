@@ -14,7 +14,7 @@ import (
 )
 
 // partNames are the parts, in the order they run.
-var partNames = []string{"latency", "middleware", "recycle", "stress", "scale"}
+var partNames = []string{"latency", "middleware", "recycle", "stress", "scale", "pm2"}
 
 // options is the harness's configuration, from its flags.
 type options struct {
@@ -28,6 +28,7 @@ type options struct {
 	load      loadConfig
 	scale     scaleConfig
 	stress    stressConfig
+	pm2       pm2Config
 }
 
 // parseFlags parses the command line. A bad value is an error naming the
@@ -41,6 +42,7 @@ func parseFlags(args []string) (*options, error) {
 		parts        = fs.String("part", "all", "parts to run: all, or a comma-separated list of "+strings.Join(partNames, ", "))
 		limit        = fs.String("limit", "150Mi", "recycle: each worker's memory limit (150Mi, 1Gi)")
 		scaleWorkers = fs.String("scale-workers", "1,8,32,64", "scale: the worker counts to measure, comma-separated")
+		pm2Limit     = fs.String("pm2-limit", "150Mi", "pm2: each worker's memory limit, under memdrain and PM2 alike")
 		stressOnly   = fs.String("scenarios", "all", "stress: scenarios to run: all, or a comma-separated list of "+strings.Join(scenarioKeys(), ", "))
 	)
 	fs.BoolVar(&o.json, "json", false, "print one JSON object per part instead of tables")
@@ -52,10 +54,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.latency.Longest, "longest", 2*time.Second, "latency: requests last from 0 to this")
 	fs.DurationVar(&o.benchTime, "benchtime", time.Second, "middleware: time spent on each benchmark")
 	fs.DurationVar(&o.load.Duration, "duration", 60*time.Second, "recycle: load duration of each of memdrain and the baseline")
-	fs.IntVar(&o.load.Clients, "clients", 32, "recycle: closed-loop clients; half keep connections alive, half open one per request")
-	fs.IntVar(&o.load.Workers, "workers", 2, "recycle: worker processes")
-	fs.IntVar(&o.load.WorkMillis, "ms", 20, "recycle: milliseconds each request works")
-	fs.IntVar(&o.load.LeakKiB, "leak", 24, "recycle: KiB each request leaks")
+	fs.IntVar(&o.load.Clients, "clients", 32, "recycle and pm2: closed-loop clients; half keep connections alive, half open one per request")
+	fs.IntVar(&o.load.Workers, "workers", 2, "recycle and pm2: worker processes")
+	fs.IntVar(&o.load.WorkMillis, "ms", 20, "recycle and pm2: milliseconds each request works")
+	fs.IntVar(&o.load.LeakKiB, "leak", 24, "recycle and pm2: KiB each request leaks")
+	fs.DurationVar(&o.pm2.Duration, "pm2-duration", 60*time.Second, "pm2: load duration under each of memdrain and PM2")
+	fs.DurationVar(&o.pm2.CostDuration, "pm2-cost-duration", 15*time.Second, "pm2: load duration of each of the app alone and the app behind memdrain")
 	fs.DurationVar(&o.load.CheckInterval, "check-interval", time.Second, "recycle and scale: longest time between two memory samples of a worker")
 	fs.DurationVar(&o.stress.Duration, "stress-duration", 10*time.Second, "stress: how long the load of each recycling scenario lasts")
 	fs.BoolVar(&o.stress.Short, "stress-short", false, "stress: the smoke run's smaller scenarios (2,000 clients become 200; -smoke sets it)")
@@ -78,7 +82,7 @@ func parseFlags(args []string) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.smoke {
-		smokeDefaults(&o, set, limit, scaleWorkers)
+		smokeDefaults(&o, set, limit, pm2Limit, scaleWorkers)
 	}
 
 	var err error
@@ -91,6 +95,14 @@ func parseFlags(args []string) (*options, error) {
 	if o.load.Limit == 0 {
 		return nil, fmt.Errorf("-limit is %q; accepted: a memory size such as 150Mi (the workers must be recycled)", *limit)
 	}
+	if o.pm2.Limit, err = memory.ParseMemoryLimit(*pm2Limit); err != nil {
+		return nil, fmt.Errorf("-pm2-limit: %w", err)
+	}
+	if o.pm2.Limit < 1<<20 {
+		return nil, fmt.Errorf("-pm2-limit is %q; accepted: a memory size of at least 1Mi such as 150Mi (the workers must be recycled)", *pm2Limit)
+	}
+	o.pm2.Workers, o.pm2.Clients, o.pm2.WorkMillis, o.pm2.LeakKiB = o.load.Workers, o.load.Clients, o.load.WorkMillis, o.load.LeakKiB
+	o.pm2.WithPM2 = !o.smoke
 	if o.stress.Scenarios, err = parseScenarios(*stressOnly); err != nil {
 		return nil, err
 	}
@@ -126,6 +138,8 @@ func parseFlags(args []string) (*options, error) {
 		{"check-interval", o.load.CheckInterval, memory.MinCheckInterval},
 		{"scale-measure", o.scale.Measure, time.Second},
 		{"stress-duration", o.stress.Duration, time.Second},
+		{"pm2-duration", o.pm2.Duration, 2 * time.Second},
+		{"pm2-cost-duration", o.pm2.CostDuration, 2 * time.Second},
 	} {
 		if d.v < d.lo {
 			return nil, fmt.Errorf("-%s is %v; accepted: a duration of at least %v", d.name, d.v, d.lo)
@@ -137,7 +151,7 @@ func parseFlags(args []string) (*options, error) {
 // smokeDefaults shrinks every part to a few seconds, for the flags that
 // were not given. The limit is lower so that workers recycle within
 // seconds.
-func smokeDefaults(o *options, set map[string]bool, limit, scaleWorkers *string) {
+func smokeDefaults(o *options, set map[string]bool, limit, pm2Limit, scaleWorkers *string) {
 	if !set["drains"] {
 		o.latency.Rounds = 3
 	}
@@ -170,6 +184,17 @@ func smokeDefaults(o *options, set map[string]bool, limit, scaleWorkers *string)
 	}
 	if !set["stress-duration"] {
 		o.stress.Duration = 3 * time.Second
+	}
+	// A Node worker starts at about 45 MiB: 72Mi is reached within a
+	// few seconds.
+	if !set["pm2-limit"] {
+		*pm2Limit = "72Mi"
+	}
+	if !set["pm2-duration"] {
+		o.pm2.Duration = 8 * time.Second
+	}
+	if !set["pm2-cost-duration"] {
+		o.pm2.CostDuration = 2 * time.Second
 	}
 }
 
