@@ -70,7 +70,12 @@ type sideResult struct {
 	SupervisorCPUPerRequestUs float64 `json:"supervisor_cpu_per_request_us"`
 	SupervisorRSSBytes        uint64  `json:"supervisor_rss_bytes"`
 	SupervisorPeakRSSBytes    uint64  `json:"supervisor_peak_rss_bytes"`
-	StoppedAtGuard            bool    `json:"stopped_at_guard,omitempty"`
+	// The same memory as PSS, which counts a page shared by n processes
+	// 1/n in each: memdrain's master and shims run one binary, whose
+	// pages a sum of RSS counts in every one of them.
+	SupervisorPSSBytes     uint64 `json:"supervisor_pss_bytes"`
+	SupervisorPeakPSSBytes uint64 `json:"supervisor_peak_pss_bytes"`
+	StoppedAtGuard         bool   `json:"stopped_at_guard,omitempty"`
 }
 
 // proxyCost is the app alone against the same app behind memdrain: one
@@ -88,6 +93,8 @@ type proxyCost struct {
 	CPUPercentOfCore float64 `json:"memdrain_cpu_percent_of_a_core"`
 	RSSBytes         uint64  `json:"memdrain_rss_bytes"`
 	PeakRSSBytes     uint64  `json:"memdrain_peak_rss_bytes"`
+	PSSBytes         uint64  `json:"memdrain_pss_bytes"`
+	PeakPSSBytes     uint64  `json:"memdrain_peak_pss_bytes"`
 }
 
 // pm2Ratios divides PM2's figures by memdrain's.
@@ -181,6 +188,7 @@ func measureSide(ctx context.Context, name string, s *subject, cfg pm2Config, pr
 		Supervisor: name, loadFigures: d.figures(), Recycles: s.recyclesBetween(d.start, d.end),
 		MaxRSSBytes: f.WorkerPeak, LimitBytes: cfg.Limit, MaxRSSRatio: float64(f.WorkerPeak) / float64(cfg.Limit),
 		SupervisorCPUSeconds: f.OwnCPU.Seconds(), SupervisorRSSBytes: f.OwnRSS, SupervisorPeakRSSBytes: f.OwnPeak,
+		SupervisorPSSBytes: f.OwnPSS, SupervisorPeakPSSBytes: f.OwnPeakPSS,
 		StoppedAtGuard: f.Guarded,
 	}
 	if r.Requests > 0 {
@@ -221,7 +229,7 @@ func measureCost(ctx context.Context, bin string, node *nodeEnv, cfg pm2Config, 
 	if err != nil {
 		return nil, err
 	}
-	c := &proxyCost{Alone: alone.figures(), Proxied: proxied.figures(), CPUSeconds: f.OwnCPU.Seconds(), RSSBytes: f.OwnRSS, PeakRSSBytes: f.OwnPeak}
+	c := &proxyCost{Alone: alone.figures(), Proxied: proxied.figures(), CPUSeconds: f.OwnCPU.Seconds(), RSSBytes: f.OwnRSS, PeakRSSBytes: f.OwnPeak, PSSBytes: f.OwnPSS, PeakPSSBytes: f.OwnPeakPSS}
 	c.AddedP50Ms = c.Proxied.P50Ms - c.Alone.P50Ms
 	c.AddedP99Ms = c.Proxied.P99Ms - c.Alone.P99Ms
 	if c.Proxied.Requests > 0 {
@@ -322,6 +330,9 @@ func (p *pm2Part) print(w io.Writer) {
 	each("supervisor RSS (peak)", func(r *sideResult) string {
 		return fmt.Sprintf("%s (%s)", memory.FormatSize(r.SupervisorRSSBytes), memory.FormatSize(r.SupervisorPeakRSSBytes))
 	})
+	each("supervisor PSS (peak)", func(r *sideResult) string {
+		return fmt.Sprintf("%s (%s)", memory.FormatSize(r.SupervisorPSSBytes), memory.FormatSize(r.SupervisorPeakPSSBytes))
+	})
 	t.write(w)
 	if !c.WithPM2 {
 		fmt.Fprintln(w, "PM2: not run (the smoke run runs memdrain only)")
@@ -338,7 +349,8 @@ func (p *pm2Part) print(w io.Writer) {
 		t.row("latency p99", fmt.Sprintf("%.2f ms", k.Alone.P99Ms), fmt.Sprintf("%.2f ms", k.Proxied.P99Ms), fmt.Sprintf("%+.2f ms", k.AddedP99Ms))
 		t.row("throughput steady", fmt.Sprintf("%.0f/s", k.Alone.ThroughputSteadyRPS), fmt.Sprintf("%.0f/s", k.Proxied.ThroughputSteadyRPS), "")
 		t.write(w)
-		fmt.Fprintf(w, "memdrain's own (master + shim): CPU %.2f s, %.0f µs a request, %.1f%% of a core; RSS %s (peak %s)\n",
-			k.CPUSeconds, k.CPUPerRequestUs, k.CPUPercentOfCore, memory.FormatSize(k.RSSBytes), memory.FormatSize(k.PeakRSSBytes))
+		fmt.Fprintf(w, "memdrain's own (master + shim): CPU %.2f s, %.0f µs a request, %.1f%% of a core; RSS %s (peak %s), PSS %s (peak %s)\n",
+			k.CPUSeconds, k.CPUPerRequestUs, k.CPUPercentOfCore, memory.FormatSize(k.RSSBytes), memory.FormatSize(k.PeakRSSBytes),
+			memory.FormatSize(k.PSSBytes), memory.FormatSize(k.PeakPSSBytes))
 	}
 }

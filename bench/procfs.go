@@ -124,3 +124,25 @@ func parseVmHWM(status string) (uint64, error) {
 	}
 	return 0, fmt.Errorf("no VmHWM line")
 }
+
+// pss returns a process's proportional set size, from
+// /proc/<pid>/smaps_rollup: its resident memory with each page shared by n
+// processes counted 1/n. Summed over processes that run one binary (a
+// master and its shims), it counts the binary's pages once, where a sum of
+// RSS counts them in every process.
+func pss(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/smaps_rollup: Pss %q: %w", pid, rest, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/smaps_rollup: no Pss line", pid)
+}

@@ -147,6 +147,9 @@ func TestTreeWatchMeasuresWorkersAndSupervisor(t *testing.T) {
 	if f.WorkerPeak == 0 || f.OwnRSS == 0 || f.OwnPeak < f.OwnRSS {
 		t.Errorf("figures %+v; want a worker's memory and the supervisor's own", f)
 	}
+	if f.OwnPSS == 0 || f.OwnPSS > f.OwnRSS || f.OwnPeakPSS < f.OwnPSS {
+		t.Errorf("figures %+v; want the supervisor's PSS, positive and at most its RSS", f)
+	}
 	if f.Guarded {
 		t.Error("the guard closed under a 1 TiB limit")
 	}

@@ -62,6 +62,8 @@ type treeWatch struct {
 	ownCPU     map[procID]time.Duration
 	ownRSS     uint64 // at the latest sample
 	ownPeak    uint64 // the highest sum of the supervisor's own RSS, sampled
+	ownPSS     uint64 // the supervisor's own PSS summed, at the latest sample
+	ownPeakPSS uint64 // its highest, sampled
 	guarded    bool
 	err        error
 
@@ -109,6 +111,13 @@ func (w *treeWatch) sample() {
 	own, workers := w.layout(t, w.root)
 	w.ownRSS = t.rssOf(own)
 	w.ownPeak = max(w.ownPeak, w.ownRSS)
+	w.ownPSS = 0
+	for _, pid := range own {
+		if p, err := pss(pid); err == nil {
+			w.ownPSS += p
+		}
+	}
+	w.ownPeakPSS = max(w.ownPeakPSS, w.ownPSS)
 	for _, pid := range own {
 		p := t.procs[pid]
 		w.seen[p.id()] = true
@@ -152,6 +161,8 @@ type treeFigures struct {
 	OwnCPU     time.Duration // the supervisor's own, since begin
 	OwnRSS     uint64        // the supervisor's own, at the last sample
 	OwnPeak    uint64        // the supervisor's own, the highest sampled
+	OwnPSS     uint64        // the supervisor's own PSS summed, at the last sample
+	OwnPeakPSS uint64        // the same, the highest sampled
 	Guarded    bool          // a worker passed guardRatio × the limit
 }
 
@@ -160,7 +171,7 @@ func (w *treeWatch) figures() (treeFigures, error) {
 	w.sample()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f := treeFigures{WorkerPeak: w.peakLocked(), OwnRSS: w.ownRSS, OwnPeak: w.ownPeak, Guarded: w.guarded}
+	f := treeFigures{WorkerPeak: w.peakLocked(), OwnRSS: w.ownRSS, OwnPeak: w.ownPeak, OwnPSS: w.ownPSS, OwnPeakPSS: w.ownPeakPSS, Guarded: w.guarded}
 	for id, cpu := range w.ownCPU {
 		f.OwnCPU += cpu - w.ownBase[id] // a process started since begin has no base: all its time counts
 	}
