@@ -68,7 +68,7 @@ func (m *master) newLaunchedProc(s *slot) (*proc, error) {
 	handoffs := newHandoffQueue()
 	handoffs.close() // it takes no connections: routeHandoff passes it by
 	p := &proc{slot: s, handoffs: handoffs,
-		agent: &Worker{ID: s.id, Controller: controller, Logger: m.log.With("worker", s.id), spec: m.workerSpec(s), ctrl: newChannel(workerEnd)}}
+		agent: &Worker{ID: s.id, Controller: controller, Logger: m.log.With("worker", s.id), spec: m.workerSpec(s), ctrl: newChannel(workerEnd), inMaster: true}}
 	m.prepare(p, conn)
 	return p, nil
 }

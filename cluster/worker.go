@@ -79,6 +79,9 @@ type Worker struct {
 	// stats, for a launched worker (see Launcher), is where its figures
 	// come from, in place of Handler's counts.
 	stats func() (inFlight int, served uint64)
+	// inMaster: this Worker is the agent, in the master's process, of a
+	// process a Launcher started, not a worker process of its own.
+	inMaster bool
 }
 
 // Ready tells the master that this worker serves, so the worker it
@@ -233,9 +236,9 @@ func (w *Worker) follow(pings chan<- uint64) {
 	for {
 		m, err := w.ctrl.receive()
 		if err != nil {
-			if w.Controller.Start(drain.Supervisor) {
+			if w.Controller.Start(drain.Supervisor) && !w.inMaster {
 				w.Logger.Warn("master gone; draining")
-			}
+			} // an agent's link ends when its process has exited: nothing to say
 			return
 		}
 		switch m.Type {
