@@ -66,9 +66,7 @@ func (m *Collector) record(e cluster.Event) {
 		if _, ok := m.over[e.Worker]; !ok {
 			m.over[e.Worker] = overLimit{pid: e.Pid, at: e.Time}
 		}
-		// A worker's own limit is passed only above MaxMemory; the budget
-		// picks the largest worker, which may be under it.
-		p.total = m.maxMemory == 0 || e.Memory <= m.maxMemory
+		p.total = e.Total > 0
 	case cluster.HardLimit:
 		p.hard = true
 	case cluster.Draining:

@@ -24,10 +24,11 @@ func TestEventsCountRecyclesByReason(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	events := []cluster.Event{
-		// Slot 0: pid 10 passes its own limit; 11 replaces it 250 ms later.
+		// Slot 0: pid 10 is found on its way past its own limit (early, by
+		// the lead: under it yet); 11 replaces it 250 ms later.
 		{Kind: cluster.Started, Worker: 0, Pid: 10, Time: at(0)},
 		{Kind: cluster.Ready, Worker: 0, Pid: 10, Time: at(10)},
-		{Kind: cluster.OverLimit, Worker: 0, Pid: 10, Reason: drain.Memory, Memory: limit + 1, Time: at(1000)},
+		{Kind: cluster.OverLimit, Worker: 0, Pid: 10, Reason: drain.Memory, Memory: limit - 1, Time: at(1000)},
 		{Kind: cluster.Started, Worker: 0, Pid: 11, Reason: drain.Memory, Time: at(1010)},
 		{Kind: cluster.Ready, Worker: 0, Pid: 11, Time: at(1250)},
 		{Kind: cluster.Draining, Worker: 0, Pid: 10, Reason: drain.Memory, Time: at(1250)},
@@ -35,7 +36,7 @@ func TestEventsCountRecyclesByReason(t *testing.T) {
 		// Slot 1: pid 20, under its own limit, is the largest over the budget.
 		{Kind: cluster.Started, Worker: 1, Pid: 20, Time: at(0)},
 		{Kind: cluster.Ready, Worker: 1, Pid: 20, Time: at(10)},
-		{Kind: cluster.OverLimit, Worker: 1, Pid: 20, Reason: drain.Memory, Memory: limit - 1, Time: at(2000)},
+		{Kind: cluster.OverLimit, Worker: 1, Pid: 20, Reason: drain.Memory, Memory: limit - 1, Total: 3*limit + 1, Time: at(2000)},
 		{Kind: cluster.Started, Worker: 1, Pid: 21, Reason: drain.Memory, Time: at(2000)},
 		{Kind: cluster.Ready, Worker: 1, Pid: 21, Time: at(2500)},
 		{Kind: cluster.Draining, Worker: 1, Pid: 20, Reason: drain.Memory, Time: at(2500)},
