@@ -8,6 +8,9 @@
 // Cluster.Status, read at each scrape, for the workers by state and each
 // worker's memory, requests in flight and requests served.
 //
+// Serve the registry on an admin listener of the master's own (see the
+// example), not on the cluster's listeners, which the workers serve.
+//
 // The package is a module of its own (github.com/memdrain/memdrain/metrics)
 // so that a program that does not export metrics does not download
 // client_golang.
@@ -28,6 +31,17 @@
 //	memdrain_events_total{kind}                        counter: every supervisor event, by kind
 //	memdrain_drain_duration_seconds                    histogram: a drain's length, to the process's exit
 //	memdrain_over_limit_to_ready_seconds               histogram: a worker over its limit until its replacement is ready
+//
+// A recycle is counted when the worker it retires is told to drain, its
+// replacement being ready, with the reason it was replaced for: memory
+// (its own MaxMemory), total-memory (the largest worker under
+// Config.TotalMemory), requests, age, reload, manual (Worker.Recycle);
+// hard-limit when it passed HardMemory and was drained before its
+// replacement was ready; hung when it was serving and was killed for an
+// unanswered heartbeat or a failed health check. Drains at shutdown are no
+// recycles. The over-limit histogram runs from a worker's OverLimit event
+// to the next Ready event of another worker in its slot: its replacement,
+// or whichever worker serves the slot next if it crashed.
 //
 // The per-process series carry the pid, so each process is a series of its
 // own and a replaced worker's counter starts a new series rather than
