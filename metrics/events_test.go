@@ -123,3 +123,20 @@ func TestEventsCountRecyclesByReason(t *testing.T) {
 
 // near reports whether a sum of float seconds is b, up to rounding.
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+// BenchmarkOnEvent is the cost the collector adds to each decision of the
+// supervisor's loop: one recycle's events.
+func BenchmarkOnEvent(b *testing.B) {
+	m := New(cluster.Config{MaxMemory: 100 << 20})
+	on := m.OnEvent(nil)
+	now := time.Now()
+	b.ReportAllocs()
+	for i := range b.N {
+		old, next := 2*i+1, 2*i+2
+		on(cluster.Event{Kind: cluster.OverLimit, Worker: 0, Pid: old, Reason: drain.Memory, Time: now})
+		on(cluster.Event{Kind: cluster.Started, Worker: 0, Pid: next, Reason: drain.Memory, Time: now})
+		on(cluster.Event{Kind: cluster.Ready, Worker: 0, Pid: next, Time: now})
+		on(cluster.Event{Kind: cluster.Draining, Worker: 0, Pid: old, Reason: drain.Memory, Time: now})
+		on(cluster.Event{Kind: cluster.ExitedPlanned, Worker: 0, Pid: old, Reason: drain.Memory, Time: now})
+	}
+}
