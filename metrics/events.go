@@ -27,11 +27,11 @@ type overLimit struct {
 //	cfg.OnEvent = m.OnEvent(cfg.OnEvent)
 //
 // The supervisor's loop calls it, so it never waits: it takes m's lock only
-// to update a few counters and maps, and Collect never holds that lock
-// while it waits on the cluster. It must be given every event from the
-// master's start (set before cluster.New), or the events of the processes
-// it did not see started count without their details (a TotalMemory
-// recycle as memory, a hung starting worker as a recycle).
+// to update a few counters and maps, and nothing else holds that lock
+// (Collect does not take it). It must see every event from the master's
+// start (set it before cluster.New): a process it did not see start is
+// counted without what it learnt on the way (a TotalMemory recycle counts
+// as memory, a serving worker killed as hung as no recycle).
 func (m *Collector) OnEvent(next func(cluster.Event)) func(cluster.Event) {
 	return func(e cluster.Event) {
 		m.record(e)
