@@ -479,6 +479,8 @@ func TestAWorkerThatGrowsPastTheLimitRightAfterReadyIsRecycledAsALeak(t *testing
 	}, waitLimit, 5*time.Millisecond)
 	_, err := get(h.url + "/work?leak=65536") // 64 MiB, well within its first CheckInterval
 	require.NoError(t, err)
+	over := h.waitFor("its over-limit", func(e Event) bool { return e.Kind == OverLimit || e.Kind == ConfigProblem })
+	assert.Zero(t, over.Total, "its own limit, not the budget")
 	e := h.waitFor("its recycle", func(e Event) bool {
 		return (e.Kind == ExitedPlanned && e.Pid == ready.Pid) || e.Kind == ConfigProblem
 	})
@@ -637,6 +639,9 @@ func TestTotalMemoryRecyclesTheLargestWorker(t *testing.T) {
 	resp.Body.Close()
 	fat, err := strconv.Atoi(resp.Header.Get("X-Worker-Pid"))
 	require.NoError(t, err)
+	over := h.waitKind(OverLimit)
+	assert.Equal(t, fat, over.Pid)
+	assert.Greater(t, over.Total, uint64(400<<20), "the budget's recycle says the total it saw")
 	exited := h.waitFor("the recycle", func(e Event) bool { return e.Kind == ExitedPlanned })
 	assert.Equal(t, fat, exited.Pid, "the largest worker is the one replaced")
 	assert.Equal(t, drain.Memory, exited.Reason)

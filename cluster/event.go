@@ -102,6 +102,12 @@ type Event struct {
 	// (Linux and macOS, from wait4), if that is higher: a worker that grows
 	// while it drains peaks after the master's last sample.
 	Memory uint64
+	// Total, for OverLimit, is the memory of all workers together when
+	// Config.TotalMemory chose this worker as the largest, in bytes; zero
+	// when the worker passed its own MaxMemory. It is what tells the
+	// budget's recycles from a worker's own, since both drain for
+	// drain.Memory.
+	Total uint64
 	// Duration: for Ready, the time from spawn (the master asking for
 	// the process, so the fork and exec count) to ready; for
 	// ExitedPlanned, the drain's length; for Respawn, the backoff.

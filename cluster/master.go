@@ -247,6 +247,9 @@ func (m *master) emit(e Event) {
 	if e.Memory != 0 {
 		attrs = append(attrs, "memory", memory.FormatSize(e.Memory))
 	}
+	if e.Total != 0 {
+		attrs = append(attrs, "total", memory.FormatSize(e.Total))
+	}
 	if e.Duration != 0 {
 		attrs = append(attrs, "duration", e.Duration)
 	}

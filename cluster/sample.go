@@ -198,7 +198,7 @@ func (m *master) checkBudget() {
 	m.log.Warn("total memory over budget; replacing the largest worker",
 		"total", memory.FormatSize(total), "budget", memory.FormatSize(m.cfg.TotalMemory), "worker", largest.slot.id, "pid", largest.pid)
 	if m.enqueue(largest, drain.Memory) {
-		m.emit(Event{Kind: OverLimit, Worker: largest.slot.id, Pid: largest.pid, Reason: drain.Memory, Memory: largest.memory})
+		m.emit(Event{Kind: OverLimit, Worker: largest.slot.id, Pid: largest.pid, Reason: drain.Memory, Memory: largest.memory, Total: total})
 	}
 }
 
