@@ -243,8 +243,18 @@ func TestServeHandsOverWithoutLosingARequest(t *testing.T) {
 			require.NoError(t, got.err)
 			assert.False(t, got.res.DeadlineExceeded)
 			assert.Zero(t, result.Failed, "%v", result)
-			// HTTP/2 included: the two-step GOAWAY refuses no stream.
-			assert.Zero(t, result.Retried, "%v", result)
+			if mode.http2 {
+				// The clients share one transport, so a connection carries
+				// several streams at once: one that picked the connection
+				// just before the first GOAWAY arrived, and had not opened
+				// its stream yet, is resent by Go's transport, which no
+				// frame from the server can prevent (ARCHITECTURE.md, Known
+				// limits). TestServeHTTP2ClientsRetryNothingThroughADrain
+				// holds HTTP/2 to zero with a stream at a time.
+				t.Logf("h2c: %v", result)
+			} else {
+				assert.Zero(t, result.Retried, "%v", result)
+			}
 			assert.Equal(t, 8*400, result.Requests)
 			assert.GreaterOrEqual(t, fromA.Load(), int64(200))
 			assert.Positive(t, fromBAfterDrain.Load(), "b must take over the load")
