@@ -28,6 +28,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -53,6 +54,9 @@ type Cluster struct {
 	stopsSent, reloadsSent int64
 
 	running atomic.Pointer[master] // while the master's loop runs
+	// listenGiven: Config.Listen was set, not defaulted; it then orders
+	// the sockets systemd passes (see activatedListeners).
+	listenGiven bool
 }
 
 // Run is New followed by Cluster.Run.
@@ -84,6 +88,7 @@ func New(cfg Config) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	listenGiven := len(cfg.Listen) > 0
 	cfg = cfg.withDefaults()
 	if !IsWorker() && (cfg.MaxMemory > 0 || cfg.TotalMemory > 0) {
 		available, source, err := memory.AvailableMemory()
@@ -93,7 +98,7 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	return &Cluster{cfg: cfg, poke: make(chan struct{}, 1)}, nil
+	return &Cluster{cfg: cfg, poke: make(chan struct{}, 1), listenGiven: listenGiven}, nil
 }
 
 // Config returns the configuration c runs with: what New was given, with
@@ -171,7 +176,7 @@ func (c *Cluster) runMaster() error {
 	if err != nil {
 		return fmt.Errorf("cluster: finding this program's binary to start workers: %w", err)
 	}
-	listeners, files, err := c.listeners()
+	listeners, files, err := c.listeners(c.cfg.Logger)
 	defer func() {
 		for _, f := range files {
 			f.Close()
@@ -197,6 +202,10 @@ func (c *Cluster) runMaster() error {
 		procs:     make(map[int]*proc),
 	}
 	defer m.spawner.stop()
+	if err := m.startNotify(); err != nil {
+		return err
+	}
+	defer m.stopNotify()
 	addrs := make([]string, len(listeners))
 	for i, ln := range listeners {
 		addrs[i] = ln.Addr().String()
@@ -249,21 +258,35 @@ func (c *Cluster) forwardSignals(m *master) (stop func()) {
 	}
 }
 
-// listeners returns the sockets to share, opening Config.Listen unless
-// Config.Listeners were given, and their descriptors.
-func (c *Cluster) listeners() ([]net.Listener, []*os.File, error) {
-	if len(c.cfg.Listeners) == 0 {
-		return listen(c.cfg.Listen)
+// listeners returns the sockets to share and their descriptors:
+// Config.Listeners if given, else the sockets systemd passed (see
+// activatedListeners), else Config.Listen, opened here.
+func (c *Cluster) listeners(log *slog.Logger) ([]net.Listener, []*os.File, error) {
+	field, given := "Config.Listeners", c.cfg.Listeners
+	if len(given) == 0 {
+		var order []string
+		if c.listenGiven {
+			order = c.cfg.Listen
+		}
+		activated, err := activatedListeners(order, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(activated) == 0 {
+			return listen(c.cfg.Listen)
+		}
+		field, given = "socket passed by systemd", activated
+		log.Info("using the sockets passed by systemd", "sockets", len(activated))
 	}
 	var files []*os.File
-	for i, ln := range c.cfg.Listeners {
+	for i, ln := range given {
 		f, err := listenerFile(ln)
 		if err != nil {
-			return c.cfg.Listeners, files, fmt.Errorf("cluster: Config.Listeners[%d]: %w", i, err)
+			return given, files, fmt.Errorf("cluster: %s [%d]: %w", field, i, err)
 		}
 		files = append(files, f)
 	}
-	return c.cfg.Listeners, files, nil
+	return given, files, nil
 }
 
 // listen opens every address once. The files are the descriptors handed to

@@ -65,6 +65,7 @@ const (
 	testGate              = "TEST_GATE"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
+	activatedMaster       = "activated" // TEST_MASTER: serve the sockets systemd passed
 )
 
 // A fast leak: 200 MiB/s, what the issue's harness calls a fast leaker,
@@ -256,6 +257,15 @@ func testApp() http.Handler {
 		}
 		fmt.Fprint(w, "released")
 	})
+	// GET /env/NAME answers the worker's variable NAME, or 404 when unset.
+	mux.HandleFunc("GET /env/{name}", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := os.LookupEnv(r.PathValue("name"))
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, v)
+	})
 	mux.HandleFunc("GET /binary", func(w http.ResponseWriter, r *http.Request) {
 		var st syscall.Stat_t
 		if err := syscall.Stat("/proc/self/exe", &st); err != nil {
@@ -268,12 +278,17 @@ func testApp() http.Handler {
 }
 
 // testMaster runs a master of two workers on the address in TEST_MASTER
+// (or, for "activated", on the sockets systemd passed, Listen unset)
 // and prints "ready <pid>" for each worker that becomes ready and "exited
 // <pid>" for each planned exit. Its workers
 // are itself: the binary at the path it was started from.
 func testMaster() int {
+	var listen []string
+	if addr := os.Getenv("TEST_MASTER"); addr != activatedMaster {
+		listen = []string{addr}
+	}
 	err := Run(Config{
-		Listen:  []string{os.Getenv("TEST_MASTER")},
+		Listen:  listen,
 		Workers: 2,
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnEvent: func(e Event) {

@@ -44,6 +44,7 @@ type master struct {
 	warnedUncounted bool // checkCounted warned once: the Config, not a worker, is at fault
 	sampleNext      *time.Timer
 	beatNext        *time.Timer // the next round of heartbeat pings
+	notify          notifier    // what systemd was told (notify.go)
 }
 
 // slot is one of the Workers places. It holds the serving process and,
@@ -200,10 +201,13 @@ func (m *master) loop() error {
 			if m.alive(ev.p) {
 				ev.p.beat.closed = true
 			}
+		case evWatchdog:
+			m.onWatchdog()
 		}
 		m.pump()
 		m.routeParked()
 		m.scheduleSample()
+		m.updateNotify()
 	}
 }
 
@@ -264,6 +268,7 @@ func (m *master) emit(e Event) {
 		level = slog.LevelError
 	}
 	m.log.Log(context.Background(), level, strings.ReplaceAll(e.Kind.String(), "-", " "), attrs...)
+	m.notify.count(e)
 	if m.cfg.OnEvent != nil {
 		m.cfg.OnEvent(e)
 	}

@@ -212,7 +212,7 @@ func (m *master) newProc(s *slot) (*proc, error) {
 	spec := m.workerSpec(s)
 	specJSON, _ := json.Marshal(spec)
 	cmd := exec.Command(m.exe, os.Args[1:]...)
-	cmd.Env = append(append(os.Environ(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
+	cmd.Env = append(append(workerEnviron(), m.cfg.WorkerEnv...), workerEnv+"="+string(specJSON))
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = append([]*os.File{workerEnd, handoffEnd}, m.files...)
 	cmd.SysProcAttr = workerSysProcAttr()
