@@ -42,6 +42,10 @@ type Options struct {
 	// Controller.Start.
 	Signals []os.Signal
 	// Listener, when set, is served instead of listening on srv.Addr.
+	// When it is nil and systemd passed this process a socket (socket
+	// activation: LISTEN_PID is this process and LISTEN_FDS is 1), that
+	// socket is served and srv.Addr is ignored; more than one passed
+	// socket is an error, since one server serves one.
 	Listener net.Listener
 	// ProbeAddr, when set, is the address of a second HTTP server for
 	// Kubernetes probes, such as ":8081"; see ProbeHandler for what it
@@ -56,7 +60,8 @@ type Options struct {
 }
 
 // ListenAndServe runs one process the way Kubernetes and systemd expect: it
-// serves srv (on opts.Listener, else on srv.Addr, ":http" if empty) until a
+// serves srv (on opts.Listener, else on the socket systemd passed, else on
+// srv.Addr, ":http" if empty) until a
 // signal, the memory limit, or the end of ctx starts the drain; then it
 // drains with Serve and returns the Result. Exit with Result.ExitCode so the
 // platform restarts the process when it drained on its own.
@@ -106,18 +111,12 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *drain.Controller, 
 	if err != nil {
 		return drain.Result{}, err
 	}
-	ln := opts.Listener
-	if ln == nil {
-		addr := srv.Addr
-		if addr == "" {
-			addr = ":http"
+	ln, err := listener(srv, opts)
+	if err != nil {
+		if probeLn != nil {
+			probeLn.Close()
 		}
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			if probeLn != nil {
-				probeLn.Close()
-			}
-			return drain.Result{}, fmt.Errorf("standalone: listening on %s: %w", addr, err)
-		}
+		return drain.Result{}, err
 	}
 	signals := opts.Signals
 	if signals == nil {
