@@ -26,6 +26,12 @@ func activatedListeners(listen []string, log *slog.Logger) ([]net.Listener, erro
 	if err != nil || len(sockets) == 0 {
 		return nil, err
 	}
+	return orderSockets(listen, sockets, log)
+}
+
+// orderSockets orders sockets as listen asks (see activatedListeners). On
+// an error it closes them all.
+func orderSockets(listen []string, sockets []systemd.Socket, log *slog.Logger) ([]net.Listener, error) {
 	if len(listen) == 0 {
 		lns := make([]net.Listener, len(sockets))
 		for i, s := range sockets {

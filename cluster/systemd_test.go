@@ -111,14 +111,25 @@ func startTestMaster(t *testing.T, cmd *exec.Cmd) *bufio.Scanner {
 	return bufio.NewScanner(stdout)
 }
 
-// waitLines reads the master's output until n lines start with prefix.
+// waitLines reads the master's output until n lines start with prefix,
+// for at most waitLimit (the cleanup's kill then ends the read).
 func waitLines(t *testing.T, lines *bufio.Scanner, prefix string, n int) {
 	t.Helper()
-	for seen := 0; seen < n; {
-		require.True(t, lines.Scan(), "the master's output ended before %d %q lines", n, prefix)
-		if strings.HasPrefix(lines.Text(), prefix) {
-			seen++
+	found := make(chan int, 1)
+	go func() {
+		seen := 0
+		for seen < n && lines.Scan() {
+			if strings.HasPrefix(lines.Text(), prefix) {
+				seen++
+			}
 		}
+		found <- seen
+	}()
+	select {
+	case seen := <-found:
+		require.Equal(t, n, seen, "the master's output ended before %d %q lines", n, prefix)
+	case <-time.After(waitLimit):
+		t.Fatalf("fewer than %d %q lines from the master within %v", n, prefix, waitLimit)
 	}
 }
 
