@@ -203,3 +203,14 @@ func TestSystemdSocketActivationServesThePassedSocket(t *testing.T) {
 	require.NoError(t, master.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, master.Wait(), "the master exits cleanly after draining")
 }
+
+func TestSystemdMalformedWatchdogUsecStopsRun(t *testing.T) {
+	notify := newNotifySocket(t)
+	t.Setenv("NOTIFY_SOCKET", notify.path)
+	t.Setenv("WATCHDOG_USEC", "10s")
+	c, err := New(Config{Listeners: []net.Listener{freeListener(t)}, Workers: 1})
+	require.NoError(t, err)
+	err = c.Run(func(*Worker) error { return nil })
+	require.Error(t, err, "left unpinged, systemd would kill the service")
+	assert.Contains(t, err.Error(), `WATCHDOG_USEC="10s"`)
+}
