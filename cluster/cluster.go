@@ -23,6 +23,14 @@
 // Signals to the master: SIGTERM or SIGINT drain every worker and make Run
 // return (a second one kills them at once); SIGHUP replaces every worker,
 // one at a time, picking up a new binary at the same path.
+//
+// Under systemd the master needs no configuration: with NOTIFY_SOCKET set
+// it sends READY=1 once every worker is ready, RELOADING=1 and READY=1
+// around a reload, STOPPING=1 at shutdown, a STATUS= line when it changes,
+// and WATCHDOG=1 every half of WATCHDOG_USEC from its supervisor loop (for
+// Type=notify or notify-reload with WatchdogSec=); with socket activation
+// it shares the sockets systemd passed (see Config.Listen). Workers never
+// see these variables.
 package cluster
 
 import (

@@ -15,12 +15,19 @@ import (
 type Config struct {
 	// Listen lists the addresses the master opens once and shares with
 	// every worker: "host:port" for TCP, "unix:/path" for a unix socket.
-	// MEMDRAIN_LISTEN (comma-separated). Default: ":8080".
+	// MEMDRAIN_LISTEN (comma-separated). Default: ":8080". When systemd
+	// passed listening sockets to the master (socket activation: LISTEN_PID
+	// is the master, LISTEN_FDS > 0), they are shared instead and Listen
+	// opens nothing: if set, it must name as many addresses as there are
+	// sockets, and only orders them (by FileDescriptorName=, then by bound
+	// address, then in the order passed).
 	Listen []string
 	// Listeners, if set, are already-open listening sockets (from systemd
 	// socket activation, say, or a test on port 0) shared with the workers
 	// instead of opening Listen. They must be *net.TCPListener or
-	// *net.UnixListener. The caller keeps them and closes them after Run:
+	// *net.UnixListener. They take precedence over sockets passed by
+	// systemd, which are then left alone. The caller keeps them and
+	// closes them after Run:
 	// at shutdown the master closes only its own copies, so while the
 	// caller's stays open new connections queue rather than being refused.
 	Listeners []net.Listener
