@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -86,7 +87,7 @@ func TestListenAndServeServesTheSocketSystemdPassed(t *testing.T) {
 	cmd, out := startActivated(t, addr)
 	client := &http.Client{Timeout: waitLimit}
 	for range 5 {
-		resp, body, err := get(client, "http://"+addr+"/")
+		resp, body, err := testkit.Get(client, "http://"+addr+"/")
 		require.NoError(t, err, "a request through the activated socket")
 		assert.Equal(t, "activated", resp.Header.Get("X-Served-By"))
 		assert.Equal(t, "ok", body)

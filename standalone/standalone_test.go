@@ -52,7 +52,7 @@ func TestListenAndServeChild(t *testing.T) {
 		// Started by systemd-socket-activate: no Listener, and an Addr
 		// that would serve elsewhere were the passed socket ignored.
 		c, _ := drain.New(drain.Config{Logger: quiet})
-		res, err := ListenAndServe(context.Background(), &http.Server{Addr: "127.0.0.1:0", Handler: tagged("activated")}, c, Options{Logger: quiet})
+		res, err := ListenAndServe(context.Background(), &http.Server{Addr: "127.0.0.1:0", Handler: testkit.Tagged("activated")}, c, Options{Logger: quiet})
 		fmt.Println("returned:", res.Reason, err)
 		if err != nil {
 			os.Exit(1)
