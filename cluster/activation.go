@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 
 	"github.com/memdrain/memdrain/internal/systemd"
@@ -123,23 +122,4 @@ func describeSockets(sockets []systemd.Socket) string {
 // notifications and the passed sockets are the master's, and a worker
 // that took LISTEN_FDS for its own would read the control socket at fd 3
 // as a listener.
-func workerEnviron() []string {
-	env := os.Environ()
-	out := env[:0:0]
-	for _, kv := range env {
-		name, _, _ := strings.Cut(kv, "=")
-		if !isSystemdVar(name) {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-func isSystemdVar(name string) bool {
-	for _, v := range systemd.Env {
-		if name == v {
-			return true
-		}
-	}
-	return false
-}
+func workerEnviron() []string { return systemd.Environ() }

@@ -268,8 +268,13 @@ func (c *Cluster) forwardSignals(m *master) (stop func()) {
 
 // listeners returns the sockets to share and their descriptors:
 // Config.Listeners if given, else the sockets systemd passed (see
-// activatedListeners), else Config.Listen, opened here.
+// activatedListeners), else Config.Listen, opened here. A Launcher's
+// workers share none, and the sockets systemd passed are left to the
+// program (the command's proxy).
 func (c *Cluster) listeners(log *slog.Logger) ([]net.Listener, []*os.File, error) {
+	if c.cfg.Launcher != nil {
+		return nil, nil, nil
+	}
 	field, given := "Config.Listeners", c.cfg.Listeners
 	if len(given) == 0 {
 		var order []string

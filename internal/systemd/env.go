@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -30,9 +32,25 @@ type Socket struct {
 	Listener net.Listener
 }
 
-// Env lists every variable of both protocols, for a supervisor to keep
-// from its children: they belong to the process systemd started.
-var Env = []string{NotifySocketEnv, WatchdogUsecEnv, WatchdogPidEnv, ListenPidEnv, ListenFdsEnv, ListenFdnamesEnv}
+// vars lists every variable of both protocols.
+var vars = []string{NotifySocketEnv, WatchdogUsecEnv, WatchdogPidEnv, ListenPidEnv, ListenFdsEnv, ListenFdnamesEnv}
+
+// Environ returns os.Environ() without the variables of either protocol,
+// for a supervisor's children: notifications, the watchdog and the passed
+// sockets belong to the process systemd started, and a child that took
+// LISTEN_FDS for its own would take whatever it has at fd 3 for a
+// listener.
+func Environ() []string {
+	env := os.Environ()
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(vars, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
 
 // WatchdogInterval returns how often to send "WATCHDOG=1": half of
 // WATCHDOG_USEC, as sd_watchdog_enabled(3) advises. It returns 0 when

@@ -117,3 +117,14 @@ func TestWatchdogInterval(t *testing.T) {
 func TestMonotonicUsecIsTheMonotonicClock(t *testing.T) {
 	assert.Regexp(t, `^MONOTONIC_USEC=[0-9]+$`, MonotonicUsec())
 }
+
+func TestEnvironLeavesOutSystemdsVariables(t *testing.T) {
+	t.Setenv(NotifySocketEnv, "/run/systemd/notify")
+	t.Setenv(ListenFdsEnv, "1")
+	t.Setenv("MEMDRAIN_TEST_KEPT", "yes")
+	env := Environ()
+	assert.Contains(t, env, "MEMDRAIN_TEST_KEPT=yes")
+	for _, kv := range env {
+		assert.NotRegexp(t, `^(NOTIFY_SOCKET|WATCHDOG_USEC|WATCHDOG_PID|LISTEN_PID|LISTEN_FDS|LISTEN_FDNAMES)=`, kv)
+	}
+}
