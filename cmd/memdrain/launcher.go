@@ -17,6 +17,7 @@ import (
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/drain"
 	"github.com/memdrain/memdrain/internal/proxy"
+	"github.com/memdrain/memdrain/internal/systemd"
 )
 
 // launcher starts each worker as a shim running the command (see shim),
@@ -68,7 +69,7 @@ func (l *launcher) Launch(w *cluster.Worker, start func(*exec.Cmd) error) (clust
 	id := strconv.Itoa(w.ID)
 	stop := strconv.Itoa(int(l.opts.stopSignal))
 	cmd := exec.Command(l.exe, append([]string{shimCommand, id, stop, "--"}, l.opts.command...)...)
-	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "MEMDRAIN_WORKER_ID="+id, "NODE_APP_INSTANCE="+id)
+	cmd.Env = append(systemd.Environ(), "PORT="+strconv.Itoa(port), "MEMDRAIN_WORKER_ID="+id, "NODE_APP_INSTANCE="+id)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{lifeline} // lifelineFD
 	// A group of its own, which the master kills whole; and SIGTERM when
