@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/memdrain/memdrain/internal/listenaddr"
 	"github.com/memdrain/memdrain/internal/systemd"
 )
 
@@ -86,7 +87,7 @@ func matchSocket(addr string, sockets []systemd.Socket, taken []bool) int {
 
 // boundTo reports whether a listener at got serves the Listen address want.
 func boundTo(got net.Addr, want string) bool {
-	if path, ok := strings.CutPrefix(want, unixPrefix); ok {
+	if path, ok := strings.CutPrefix(want, listenaddr.UnixPrefix); ok {
 		return got.Network() == "unix" && got.String() == path
 	}
 	tcp, ok := got.(*net.TCPAddr)

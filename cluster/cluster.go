@@ -45,6 +45,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/memdrain/memdrain/internal/listenaddr"
 	"github.com/memdrain/memdrain/memory"
 )
 
@@ -309,12 +310,7 @@ func listen(addrs []string) ([]net.Listener, []*os.File, error) {
 	var listeners []net.Listener
 	var files []*os.File
 	for _, addr := range addrs {
-		network, address := "tcp", addr
-		if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
-			network, address = "unix", path
-			removeStaleSocket(path)
-		}
-		ln, err := net.Listen(network, address)
+		ln, err := listenaddr.Listen(addr)
 		if err != nil {
 			return listeners, files, fmt.Errorf("cluster: Config.Listen %q: %w", addr, err)
 		}
@@ -326,18 +322,4 @@ func listen(addrs []string) ([]net.Listener, []*os.File, error) {
 		files = append(files, f)
 	}
 	return listeners, files, nil
-}
-
-// removeStaleSocket removes a unix socket left by a master that died,
-// but never one that a live process still accepts on.
-func removeStaleSocket(path string) {
-	info, err := os.Stat(path)
-	if err != nil || info.Mode()&os.ModeSocket == 0 {
-		return
-	}
-	if conn, err := net.Dial("unix", path); err == nil {
-		conn.Close()
-		return
-	}
-	os.Remove(path)
 }

@@ -60,9 +60,6 @@ const (
 	minDuration = envvar.MinDuration
 )
 
-// unixPrefix marks a unix socket address in Config.Listen.
-const unixPrefix = "unix:"
-
 // withDefaults returns c with every zero field replaced by its documented
 // default. Non-zero fields are kept as they are, invalid ones included:
 // Validate reports those. A negative SoftLimitRatio stays negative (off).

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/listenaddr"
 	"github.com/memdrain/memdrain/memory"
 )
 
@@ -248,7 +249,7 @@ func checkAddr(addr string) string {
 	if strings.TrimSpace(addr) != addr {
 		return "white space around the address"
 	}
-	if path, ok := strings.CutPrefix(addr, unixPrefix); ok {
+	if path, ok := strings.CutPrefix(addr, listenaddr.UnixPrefix); ok {
 		if path == "" {
 			return "no socket path after \"unix:\""
 		}
@@ -259,7 +260,7 @@ func checkAddr(addr string) string {
 			return fmt.Sprintf("a port alone; did you mean %q?", ":"+addr)
 		}
 		if strings.HasPrefix(addr, "/") || strings.HasPrefix(addr, "./") {
-			return fmt.Sprintf("a path; did you mean %q?", unixPrefix+addr)
+			return fmt.Sprintf("a path; did you mean %q?", listenaddr.UnixPrefix+addr)
 		}
 		return "no port"
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/memdrain/memdrain/cluster"
+	"github.com/memdrain/memdrain/internal/listenaddr"
 	"github.com/memdrain/memdrain/internal/proxy"
 	"github.com/memdrain/memdrain/memory"
 )
@@ -109,12 +110,7 @@ func runCommand(args []string) int {
 func listen(addrs []string) ([]net.Listener, error) {
 	var listeners []net.Listener
 	for _, addr := range addrs {
-		network, address := "tcp", addr
-		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-			network, address = "unix", path
-			removeStaleSocket(path)
-		}
-		ln, err := net.Listen(network, address)
+		ln, err := listenaddr.Listen(addr)
 		if err != nil {
 			for _, ln := range listeners {
 				ln.Close()
@@ -124,20 +120,6 @@ func listen(addrs []string) ([]net.Listener, error) {
 		listeners = append(listeners, ln)
 	}
 	return listeners, nil
-}
-
-// removeStaleSocket removes a unix socket left by a memdrain that died,
-// but never one that a live process still accepts on.
-func removeStaleSocket(path string) {
-	info, err := os.Stat(path)
-	if err != nil || info.Mode()&os.ModeSocket == 0 {
-		return
-	}
-	if conn, err := net.Dial("unix", path); err == nil {
-		conn.Close()
-		return
-	}
-	os.Remove(path)
 }
 
 func newLogger(format string) *slog.Logger { return slog.New(newHandler(format, slog.LevelInfo)) }
