@@ -39,32 +39,8 @@ func drive(ctx context.Context, url string, clients int, d time.Duration, stop <
 		return fmt.Sprintf("%d requests, %d failed", requests.Load(), failed.Load())
 	})
 	var rec driven
-	var mu sync.Mutex
-	var wg sync.WaitGroup
 	rec.start = time.Now()
-	for g := range groupNames {
-		n := clients / 2
-		if g == keepAlive {
-			n = clients - n
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			loadgen.Run(loadCtx, loadgen.Config{
-				URL: url, Clients: n, KeepAlive: g == keepAlive,
-				OnResponse: func(o loadgen.Outcome) {
-					requests.Add(1)
-					if o.Failure != "" {
-						failed.Add(1)
-					}
-					mu.Lock()
-					rec.outcomes[g] = append(rec.outcomes[g], o)
-					mu.Unlock()
-				},
-			})
-		}()
-	}
-	wg.Wait()
+	rec.outcomes = driveHalves(loadCtx, url, clients, &requests, &failed)
 	rec.end = time.Now()
 	return rec
 }
@@ -92,34 +68,39 @@ func (d driven) figures() loadFigures {
 	var all []time.Duration
 	var ends []time.Time
 	for g, outcomes := range d.outcomes {
-		gr := groupResult{Failures: map[string]int{}}
-		var lat []time.Duration
-		for _, o := range outcomes {
-			gr.Requests++
-			if o.Failure != "" {
-				gr.Failed++
-				gr.Failures[o.Failure]++
-			}
-			if o.Retried {
-				gr.Retried++
-			}
-			lat = append(lat, o.End.Sub(o.Start))
-			ends = append(ends, o.End)
-		}
-		all = append(all, lat...)
-		gr.Latency = summarize(lat)
+		gr, lat := tallyGroup(outcomes, f.Failures)
 		f.Groups[groupNames[g]] = gr
-		f.Requests += gr.Requests
-		f.Failed += gr.Failed
-		f.Retried += gr.Retried
-		for k, n := range gr.Failures {
-			f.Failures[k] += n
+		f.Requests, f.Failed, f.Retried = f.Requests+gr.Requests, f.Failed+gr.Failed, f.Retried+gr.Retried
+		all = append(all, lat...)
+		for _, o := range outcomes {
+			ends = append(ends, o.End)
 		}
 	}
 	l := summarize(all)
 	f.P50Ms, f.P99Ms, f.MaxMs = l.P50Ms, l.P99Ms, l.MaxMs
 	f.ThroughputSteadyRPS, f.ThroughputLowestRPS = steadyAndLowest(buckets(ends, d.start, bucketWidth, int(d.end.Sub(d.start)/bucketWidth)))
 	return f
+}
+
+// tallyGroup counts one group's requests, failures (also added to
+// failures, the total by kind) and resends, and returns its latencies.
+func tallyGroup(outcomes []loadgen.Outcome, failures map[string]int) (groupResult, []time.Duration) {
+	gr := groupResult{Failures: map[string]int{}}
+	lat := make([]time.Duration, 0, len(outcomes))
+	for _, o := range outcomes {
+		gr.Requests++
+		if o.Failure != "" {
+			gr.Failed++
+			gr.Failures[o.Failure]++
+			failures[o.Failure]++
+		}
+		if o.Retried {
+			gr.Retried++
+		}
+		lat = append(lat, o.End.Sub(o.Start))
+	}
+	gr.Latency = summarize(lat)
+	return gr, lat
 }
 
 // steadyAndLowest returns the median and the lowest of the 100 ms
@@ -135,4 +116,39 @@ func steadyAndLowest(counts []int) (steady, lowest float64) {
 	}
 	perSecond := float64(time.Second / bucketWidth)
 	return float64(median(counts)) * perSecond, float64(low) * perSecond
+}
+
+// driveHalves runs clients closed-loop clients against url until ctx ends,
+// half of them (the odd one out included) on kept-alive connections and
+// half on a new connection each request, and returns every outcome by
+// group (keepAlive, newConn). requests and failed count as they go, for
+// the progress line.
+func driveHalves(ctx context.Context, url string, clients int, requests, failed *atomic.Int64) [2][]loadgen.Outcome {
+	var outcomes [2][]loadgen.Outcome
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range groupNames {
+		n := clients / 2
+		if g == keepAlive {
+			n = clients - n
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loadgen.Run(ctx, loadgen.Config{
+				URL: url, Clients: n, KeepAlive: g == keepAlive,
+				OnResponse: func(o loadgen.Outcome) {
+					requests.Add(1)
+					if o.Failure != "" {
+						failed.Add(1)
+					}
+					mu.Lock()
+					outcomes[g] = append(outcomes[g], o)
+					mu.Unlock()
+				},
+			})
+		}()
+	}
+	wg.Wait()
+	return outcomes
 }

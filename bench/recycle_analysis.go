@@ -99,32 +99,15 @@ func analyze(rec *record) recycleResult {
 	var all, around []time.Duration
 	var ends []time.Time
 	for g, outcomes := range rec.outcomes {
-		gr := groupResult{Failures: map[string]int{}}
-		var lat []time.Duration
-		for _, o := range outcomes {
-			gr.Requests++
-			if o.Failure != "" {
-				gr.Failed++
-				gr.Failures[o.Failure]++
-			}
-			if o.Retried {
-				gr.Retried++
-			}
-			d := o.End.Sub(o.Start)
-			lat = append(lat, d)
-			all = append(all, d)
+		gr, lat := tallyGroup(outcomes, r.Failures)
+		r.Groups[groupNames[g]] = gr
+		r.Requests, r.Failed, r.Retried = r.Requests+gr.Requests, r.Failed+gr.Failed, r.Retried+gr.Retried
+		all = append(all, lat...)
+		for i, o := range outcomes {
 			ends = append(ends, o.End)
 			if near(o.End, recycles, aroundWin) {
-				around = append(around, d)
+				around = append(around, lat[i])
 			}
-		}
-		gr.Latency = summarize(lat)
-		r.Groups[groupNames[g]] = gr
-		r.Requests += gr.Requests
-		r.Failed += gr.Failed
-		r.Retried += gr.Retried
-		for k, n := range gr.Failures {
-			r.Failures[k] += n
 		}
 	}
 	l := summarize(all)

@@ -157,32 +157,8 @@ func runRecycle(ctx context.Context, bin string, cfg loadConfig, prog *progress)
 		return fmt.Sprintf("%d requests, %d failed, %d recycles", requests.Load(), failed.Load(), recycles)
 	})
 	url := fmt.Sprintf("http://%s/work?ms=%d&leak=%d", addr, cfg.WorkMillis, cfg.LeakKiB)
-	var outMu sync.Mutex
-	var load sync.WaitGroup
 	rec.start = time.Now()
-	for g := range groupNames {
-		clients := cfg.Clients / 2
-		if g == keepAlive {
-			clients = cfg.Clients - clients
-		}
-		load.Add(1)
-		go func() {
-			defer load.Done()
-			loadgen.Run(loadCtx, loadgen.Config{
-				URL: url, Clients: clients, KeepAlive: g == keepAlive,
-				OnResponse: func(o loadgen.Outcome) {
-					requests.Add(1)
-					if o.Failure != "" {
-						failed.Add(1)
-					}
-					outMu.Lock()
-					rec.outcomes[g] = append(rec.outcomes[g], o)
-					outMu.Unlock()
-				},
-			})
-		}()
-	}
-	load.Wait()
+	rec.outcomes = driveHalves(loadCtx, url, cfg.Clients, &requests, &failed)
 	rec.end = time.Now()
 	stopProg()
 	cpu1, cpuErr := cpuTime(proc.pid)
