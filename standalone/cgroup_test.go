@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,12 +82,12 @@ func leakInCgroup() {
 // refused connection (a Service routes those to another pod) sees no
 // failed request.
 func TestListenAndServeDrainsBeforeTheOOMKiller(t *testing.T) {
-	cg := newMemoryCgroup(t, cgroupLimit)
+	cg := testkit.NewMemoryCgroup(t, cgroupLimit)
 
 	// The shell puts itself in the cgroup, then becomes the server: the
 	// server allocates nothing outside it.
 	script := `echo $$ > "$0" && exec "$@"`
-	cmd := exec.Command("/bin/sh", append([]string{"-c", script, filepath.Join(cg.dir, "cgroup.procs"), os.Args[0]}, childArgs...)...)
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, cg.Procs(), os.Args[0]}, childArgs...)...)
 	cmd.Env = append(os.Environ(), childEnv+"=cgroup-leak", "MEMDRAIN_CHECK_INTERVAL=10ms")
 	logs := &logbuf.Buffer{}
 	cmd.Stderr = logs
@@ -115,7 +113,7 @@ func TestListenAndServeDrainsBeforeTheOOMKiller(t *testing.T) {
 			served++
 		}
 	}
-	t.Logf("%d requests served, then %d refused; peak %s", served, refused, cg.read(t, cg.peakFile))
+	t.Logf("%d requests served, then %d refused; peak %s", served, refused, cg.Read(t, cg.PeakFile))
 
 	var err error
 	select {
@@ -131,123 +129,7 @@ func TestListenAndServeDrainsBeforeTheOOMKiller(t *testing.T) {
 	status := exit.Sys().(syscall.WaitStatus)
 	require.False(t, status.Signaled(), "killed by %v, not drained; its log:\n%s", status.Signal(), logs)
 	assert.Equal(t, drain.ExitRecycle, status.ExitStatus(), "its log:\n%s", logs)
-	assert.Contains(t, cg.read(t, cg.oomFile), "oom_kill 0", "the kernel killed nothing in the cgroup")
-	assert.Contains(t, logs.String(), "90% of the cgroup limit 128MiB ("+cg.version, "the limit it chose, and why")
+	assert.Contains(t, cg.Read(t, cg.OOMFile), "oom_kill 0", "the kernel killed nothing in the cgroup")
+	assert.Contains(t, logs.String(), "90% of the cgroup limit 128MiB ("+cg.Version, "the limit it chose, and why")
 	assert.Contains(t, logs.String(), "memory limit passed")
-}
-
-// A memoryCgroup is a child of this process's own memory cgroup, created
-// for one test and removed at its end.
-type memoryCgroup struct {
-	dir      string
-	version  string // "cgroup v1" or "cgroup v2", as memory.FindContainerLimit's source starts
-	peakFile string // the highest usage so far
-	oomFile  string // holds "oom_kill N"
-}
-
-// newMemoryCgroup creates a memory cgroup with the given limit under this
-// process's own, under cgroup v2 where that can be written, else under v1,
-// and removes it when the test ends. It skips the test, saying why, when
-// neither can be.
-func newMemoryCgroup(t *testing.T, limit uint64) *memoryCgroup {
-	t.Helper()
-	procCgroup, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Skipf("no memory cgroup to create: %v", err)
-	}
-	mountinfo, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Skipf("no memory cgroup to create: %v", err)
-	}
-	name := fmt.Sprintf("memdrain-test-%d", os.Getpid())
-	var why []string
-	for _, v := range []struct {
-		version, fsType, controller, limitFile, peakFile, oomFile string
-	}{
-		{"cgroup v2", "cgroup2", "", "memory.max", "memory.peak", "memory.events"},
-		{"cgroup v1", "cgroup", "memory", "memory.limit_in_bytes", "memory.max_usage_in_bytes", "memory.oom_control"},
-	} {
-		parent, ok := cgroupDir(string(procCgroup), string(mountinfo), v.fsType, v.controller)
-		if !ok {
-			why = append(why, v.version+": not mounted for this process")
-			continue
-		}
-		dir := filepath.Join(parent, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			why = append(why, fmt.Sprintf("%s: %v", v.version, err))
-			continue
-		}
-		t.Cleanup(func() {
-			// Runs after the child's own cleanup has killed and reaped it:
-			// the cgroup is empty.
-			if err := os.Remove(dir); err != nil {
-				t.Errorf("removing the test's cgroup: %v", err)
-			}
-		})
-		if err := os.WriteFile(filepath.Join(dir, v.limitFile), []byte(fmt.Sprint(limit)), 0); err != nil {
-			why = append(why, fmt.Sprintf("%s: %v", v.version, err))
-			continue
-		}
-		if v.version == "cgroup v1" {
-			// Without swap for the cgroup, the limit is reached as it is
-			// in a container, not pushed into swap.
-			os.WriteFile(filepath.Join(dir, "memory.swappiness"), []byte("0"), 0)
-		}
-		return &memoryCgroup{dir: dir, version: v.version, peakFile: filepath.Join(dir, v.peakFile), oomFile: filepath.Join(dir, v.oomFile)}
-	}
-	t.Skipf("no writable memory cgroup: %s", strings.Join(why, "; "))
-	return nil
-}
-
-func (cg *memoryCgroup) read(t *testing.T, file string) string {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	require.NoError(t, err)
-	return strings.TrimSpace(string(b))
-}
-
-// cgroupDir returns the directory of this process's cgroup in the
-// hierarchy of fsType ("cgroup2", or "cgroup" with controller), from
-// /proc/self/cgroup and /proc/self/mountinfo, when that hierarchy is
-// mounted at its root.
-func cgroupDir(procCgroup, mountinfo, fsType, controller string) (string, bool) {
-	var cgPath string
-	found := false
-	for _, line := range strings.Split(procCgroup, "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		if controller == "" && f[0] == "0" && f[1] == "" || controller != "" && hasItem(f[1], controller) {
-			cgPath, found = f[2], true
-			break
-		}
-	}
-	if !found {
-		return "", false
-	}
-	for _, line := range strings.Split(mountinfo, "\n") {
-		before, after, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
-		}
-		m, fs := strings.Fields(before), strings.Fields(after)
-		if len(m) < 5 || len(fs) < 3 || fs[0] != fsType || m[3] != "/" {
-			continue
-		}
-		if controller != "" && !hasItem(fs[2], controller) {
-			continue
-		}
-		return filepath.Join(m[4], cgPath), true
-	}
-	return "", false
-}
-
-func hasItem(list, item string) bool {
-	for _, s := range strings.Split(list, ",") {
-		if s == item {
-			return true
-		}
-	}
-	return false
 }
