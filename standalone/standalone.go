@@ -90,8 +90,13 @@ type Options struct {
 // timeout, so under them only the drain Timeout (kept below that timeout)
 // ends a drain early.
 //
-// With a Watch.Limit, ListenAndServe also sets the Go soft memory limit
-// below it (see Options.SoftLimitRatio), as a cluster worker does.
+// Without a Watch.Limit, in a cgroup (a container) with a memory limit,
+// ListenAndServe drains at 90 % of that limit, so that the process exits
+// with drain.ExitRecycle before the kernel's OOM killer sends SIGKILL; it
+// logs the limit and where it came from (see Options.ContainerLimitRatio).
+// With a Watch.Limit, given or so taken, ListenAndServe also sets the Go
+// soft memory limit below it (see Options.SoftLimitRatio), as a cluster
+// worker does.
 // OptionsFromEnv and ConfigFromEnv read the MEMDRAIN_* variables a cluster
 // reads; ListenAndServe reads none itself.
 //
