@@ -1,7 +1,8 @@
 // Package standalone serves one HTTP server in one process, under
 // Kubernetes, systemd or any supervisor that restarts it, and drains it
 // exactly: on SIGTERM or SIGINT, when the context ends, or when the process
-// passes its memory limit ([memory.Watch]). Probes for Kubernetes can be
+// passes its memory limit ([memory.Watch]; by default 90 % of its
+// container's, [Options.ContainerLimitRatio]). Probes for Kubernetes can be
 // served beside it ([Options.ProbeAddr]). Exit with [drain.Result.ExitCode]
 // so that a drain on the process's own limit asks to be started again.
 //

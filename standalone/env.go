@@ -12,7 +12,8 @@ import (
 // with a cluster overridden by the same MEMDRAIN_* variable that
 // cluster.FromEnv reads, when that variable is set and not empty:
 //
-//	MEMDRAIN_MAX_MEMORY      Watch.Limit     a size ("400Mi", "1.5Gi", "512MB"; "0" for none)
+//	MEMDRAIN_MAX_MEMORY      Watch.Limit     a size ("400Mi", "1.5Gi", "512MB"); "0" for none, which
+//	                                         also sets ContainerLimitRatio to -1: no limit from the cgroup
 //	MEMDRAIN_SAMPLER         Watch.Sampler   rss, anon or go
 //	MEMDRAIN_CHECK_INTERVAL  Watch.Interval  a Go duration ("250ms")
 //	CHECK_INTERVAL           Watch.Interval  milliseconds (Node's name; MEMDRAIN_CHECK_INTERVAL wins)
@@ -32,7 +33,7 @@ func OptionsFromEnv(base Options) (Options, error) {
 }
 
 var optionsVars = []envvar.Var[Options]{
-	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "Watch.Limit", func(o *Options) *uint64 { return &o.Watch.Limit }, "no limit", memory.ParseMemoryLimit),
+	maxMemoryVar(),
 	{
 		Name:     "MEMDRAIN_SAMPLER",
 		Field:    "Watch.Sampler",
@@ -53,4 +54,22 @@ var optionsVars = []envvar.Var[Options]{
 		"the default 1s"),
 	envvar.CountVar("MEMDRAIN_CONSECUTIVE", "Watch.Consecutive", func(o *Options) *int { return &o.Watch.Consecutive }, "the default 1"),
 	envvar.SoftLimitVar("MEMDRAIN_SOFT_LIMIT", "SoftLimitRatio", func(o *Options) *float64 { return &o.SoftLimitRatio }, "the default 0.9"),
+}
+
+// maxMemoryVar reads MEMDRAIN_MAX_MEMORY as the cluster does. A "0" that
+// an operator wrote means no limit at all, so it also turns off the limit
+// ListenAndServe would take from the cgroup (a Watch.Limit of 0 alone
+// means "none given").
+func maxMemoryVar() envvar.Var[Options] {
+	v := envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "Watch.Limit", func(o *Options) *uint64 { return &o.Watch.Limit },
+		"no limit, not even the default from the cgroup's", memory.ParseMemoryLimit)
+	set := v.Set
+	v.Set = func(o *Options, s string) (string, bool) {
+		problem, ok := set(o, s)
+		if ok && o.Watch.Limit == 0 {
+			o.ContainerLimitRatio = -1
+		}
+		return problem, ok
+	}
+	return v
 }

@@ -53,3 +53,19 @@ func TestOptionsFromEnvReportsEveryBadVariable(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `drain: MEMDRAIN_DRAIN_TIMEOUT="30": a number without a unit; did you mean "30s"?`)
 }
+
+// TestOptionsFromEnvZeroMaxMemoryTurnsOffTheContainerLimit: "0" is what an
+// operator writes for no limit, so it must also stop ListenAndServe from
+// taking one from the cgroup.
+func TestOptionsFromEnvZeroMaxMemoryTurnsOffTheContainerLimit(t *testing.T) {
+	t.Setenv("MEMDRAIN_MAX_MEMORY", "0")
+	opts, err := OptionsFromEnv(Options{})
+	require.NoError(t, err)
+	assert.Zero(t, opts.Watch.Limit)
+	assert.Negative(t, opts.ContainerLimitRatio, "no limit from the cgroup either")
+
+	t.Setenv("MEMDRAIN_MAX_MEMORY", "")
+	opts, err = OptionsFromEnv(Options{})
+	require.NoError(t, err)
+	assert.Zero(t, opts.ContainerLimitRatio, "unset: the cgroup's limit gives the default")
+}

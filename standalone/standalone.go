@@ -18,11 +18,25 @@ import (
 )
 
 // Options configures ListenAndServe. The zero value serves until SIGTERM or
-// SIGINT with no memory limit and no probe server.
+// SIGINT with no probe server, and with a memory limit only when the
+// process runs in a cgroup (a container) that has one (see
+// ContainerLimitRatio).
 type Options struct {
 	// Watch, when its Limit is set, samples this process's memory and
 	// drains when it passes the limit. Watch.Pid is ignored.
 	Watch memory.Watch
+	// ContainerLimitRatio gives the default Watch.Limit: when Watch.Limit
+	// is 0 and a cgroup memory limit applies to this process (memory.max
+	// under cgroup v2, memory.limit_in_bytes under v1; see
+	// memory.FindContainerLimit), Watch.Limit is this fraction of it, so
+	// that the process drains and exits with drain.ExitRecycle before the
+	// kernel's OOM killer sends SIGKILL. ListenAndServe logs the limit it
+	// chose and where it came from, or that there was none. Zero means
+	// memory.DefaultContainerRatio (0.9); a negative value derives no
+	// limit. A Watch.Limit that is set always wins. The cgroup is read
+	// once, when ListenAndServe starts; a limit file that cannot be read
+	// is logged and leaves the process without a limit.
+	ContainerLimitRatio float64
 	// SoftLimitRatio sets this process's Go soft memory limit
 	// (debug.SetMemoryLimit) to this fraction of Watch.Limit while
 	// ListenAndServe runs, as a cluster sets it in each worker: the
@@ -76,8 +90,13 @@ type Options struct {
 // timeout, so under them only the drain Timeout (kept below that timeout)
 // ends a drain early.
 //
-// With a Watch.Limit, ListenAndServe also sets the Go soft memory limit
-// below it (see Options.SoftLimitRatio), as a cluster worker does.
+// Without a Watch.Limit, in a cgroup (a container) with a memory limit,
+// ListenAndServe drains at 90 % of that limit, so that the process exits
+// with drain.ExitRecycle before the kernel's OOM killer sends SIGKILL; it
+// logs the limit and where it came from (see Options.ContainerLimitRatio).
+// With a Watch.Limit, given or so taken, ListenAndServe also sets the Go
+// soft memory limit below it (see Options.SoftLimitRatio), as a cluster
+// worker does.
 // OptionsFromEnv and ConfigFromEnv read the MEMDRAIN_* variables a cluster
 // reads; ListenAndServe reads none itself.
 //
@@ -95,17 +114,23 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *drain.Controller, 
 	if srv == nil || c == nil {
 		return drain.Result{}, errors.New("standalone: ListenAndServe needs an *http.Server and a *Controller")
 	}
-	if opts.Watch.Limit > 0 {
-		if err := opts.Watch.Validate(); err != nil {
-			return drain.Result{}, err
-		}
-	}
 	if r := opts.SoftLimitRatio; math.IsNaN(r) || r > 1 {
 		return drain.Result{}, fmt.Errorf("standalone: Options.SoftLimitRatio is %v; accepted: a fraction in (0, 1], 0 for the default %v, or a negative number for no soft limit", r, softlimit.DefaultRatio)
+	}
+	if r := opts.ContainerLimitRatio; math.IsNaN(r) || r > 1 {
+		return drain.Result{}, fmt.Errorf("standalone: Options.ContainerLimitRatio is %v; accepted: a fraction in (0, 1], 0 for the default %v, or a negative number for no limit from the cgroup", r, memory.DefaultContainerRatio)
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if opts.Watch.Limit == 0 {
+		opts.Watch.Limit = containerLimit(opts.ContainerLimitRatio, log)
+	}
+	if opts.Watch.Limit > 0 {
+		if err := opts.Watch.Validate(); err != nil {
+			return drain.Result{}, err
+		}
 	}
 	probeLn, err := probeListener(opts)
 	if err != nil {

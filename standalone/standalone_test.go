@@ -58,6 +58,8 @@ func TestListenAndServeChild(t *testing.T) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "cgroup-leak":
+		leakInCgroup()
 	}
 }
 
@@ -65,8 +67,19 @@ func TestListenAndServeChild(t *testing.T) {
 // and returns it with the address it serves on.
 func startChild(t *testing.T, behaviour string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestListenAndServeChild$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], childArgs...)
 	cmd.Env = append(os.Environ(), childEnv+"="+behaviour)
+	return cmd, startCmd(t, cmd)
+}
+
+// childArgs make this test binary run TestListenAndServeChild only.
+var childArgs = []string{"-test.run=^TestListenAndServeChild$", "-test.count=1"}
+
+// startCmd starts cmd, a child that prints the address it serves on as its
+// first line, and returns that address. The child is killed, if still
+// running, when the test ends.
+func startCmd(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -82,10 +95,10 @@ func startChild(t *testing.T, behaviour string) (*exec.Cmd, string) {
 	select {
 	case addr := <-lines:
 		require.NotEmpty(t, addr, "the child printed no address")
-		return cmd, addr
+		return addr
 	case <-time.After(waitLimit):
 		t.Fatalf("the child printed no address within %v", waitLimit)
-		return nil, ""
+		return ""
 	}
 }
 

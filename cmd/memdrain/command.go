@@ -58,6 +58,7 @@ func runCommand(args []string) int {
 	l.proxy = p
 
 	cfg := o.cluster
+	cfg.MaxMemory = containerMaxMemory(o, log)
 	cfg.Launcher = l
 	cfg.Logger = log
 	base := cfg.Sampler

@@ -31,6 +31,10 @@ type options struct {
 	queueLimit     int
 	requestTimeout time.Duration
 	logFormat      string
+	// memoryGiven: a flag or variable set MaxMemory, HardMemory or
+	// TotalMemory, even to 0; otherwise MaxMemory comes from the cgroup's
+	// limit (containerMaxMemory).
+	memoryGiven bool
 	// cluster holds the supervisor's settings; its Listen is moved to
 	// listen, which the proxy serves.
 	cluster cluster.Config
@@ -85,6 +89,17 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%q before \"--\" is not a flag; usage: memdrain run [flags] -- COMMAND [ARGS...]", fs.Arg(0))
 	}
+	for _, name := range []string{"MEMDRAIN_MAX_MEMORY", "MEMDRAIN_HARD_MEMORY", "MEMDRAIN_TOTAL_MEMORY"} {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			o.memoryGiven = true
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "max-memory", "hard-memory", "total-memory":
+			o.memoryGiven = true
+		}
+	})
 	o.command = args[dash+1:]
 	if len(o.command) == 0 || o.command[0] == "" {
 		return o, errors.New(`no command after "--"; usage: memdrain run [flags] -- COMMAND [ARGS...]`)
@@ -118,7 +133,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 		return nil
 	})
 	intFlag(fs, "workers", &c.Workers, "worker processes (MEMDRAIN_WORKERS; default: one per CPU)")
-	sizeFlag(fs, "max-memory", &c.MaxMemory, "replace a worker whose process tree uses more, such as 150Mi or 400000000 (MEMDRAIN_MAX_MEMORY; default 0, no limit)")
+	sizeFlag(fs, "max-memory", &c.MaxMemory, "replace a worker whose process tree uses more, such as 150Mi or 400000000 (MEMDRAIN_MAX_MEMORY; default: in a cgroup with a memory limit, 90% of it split across the workers and one replacement, else 0, no limit)")
 	sizeFlag(fs, "total-memory", &c.TotalMemory, "replace the largest worker while all together use more (MEMDRAIN_TOTAL_MEMORY; default 0, no budget)")
 	sizeFlag(fs, "hard-memory", &c.HardMemory, "drain a worker past this at once, even before its replacement is ready (MEMDRAIN_HARD_MEMORY; default --max-memory × 1.25)")
 	intFlag(fs, "max-requests", &c.MaxRequests, "replace a worker after this many requests (MEMDRAIN_MAX_REQUESTS; default 0, off)")

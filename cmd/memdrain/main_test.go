@@ -99,8 +99,15 @@ func start(t *testing.T, dir string, flags []string, command ...string) *instanc
 // it if it still runs.
 func launch(t *testing.T, dir string, args ...string) *instance {
 	t.Helper()
+	return launchCmd(t, dir, exec.Command(binary, args...))
+}
+
+// launchCmd runs cmd, memdrain or what execs it, in dir; the test's cleanup
+// kills it if it still runs.
+func launchCmd(t *testing.T, dir string, cmd *exec.Cmd) *instance {
+	t.Helper()
 	m := &instance{exited: make(chan struct{}), readAll: make(chan struct{}), changed: make(chan struct{})}
-	m.cmd = exec.Command(binary, args...)
+	m.cmd = cmd
 	m.cmd.Dir = dir
 	// Pipes of its own rather than StdoutPipe: the process's exit is
 	// known at once, even while something it left behind holds them.
