@@ -32,8 +32,8 @@ func TestREADMEGoIsCompiled(t *testing.T) {
 		t.Fatal("the README has no Go snippet: has the fence changed?")
 	}
 	for _, s := range snippets {
-		if !strings.HasPrefix(s[1], "func Example") || !strings.Contains(examples.String(), s[1]) {
-			t.Errorf("this README snippet is not the text of an Example function in an example_test.go:\n%s", s[1])
+		if !strings.HasPrefix(s[1], "func Example") || !strings.HasSuffix(s[1], "}\n") || !strings.Contains(examples.String(), s[1]) {
+			t.Errorf("this README snippet is not the text of an Example function in an example_test.go, with its closing fence on a line of its own:\n%s", s[1])
 		}
 	}
 }
