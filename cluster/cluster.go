@@ -34,6 +34,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,18 +144,33 @@ func (c *Cluster) Status() []WorkerStatus {
 	if m == nil {
 		return nil
 	}
-	reply := make(chan []WorkerStatus, 1)
-	select {
-	case m.events <- evStatus{reply}:
-	case <-m.done:
-		return nil
+	s, _ := m.askStatus(context.Background())
+	return s
+}
+
+// Recycle asks the master to replace the worker in slot, fork-first, as
+// when it passes a limit (reason drain.Manual): a replacement is started
+// beside it, and it drains once the replacement is ready. Recycle returns
+// once the master has queued the replacement, not when it is done; watch
+// Config.OnEvent or Status for that. It returns an error naming the range
+// for a slot out of it, and one saying why when the slot has no serving
+// worker, is already being replaced or backed off, or the master stops or
+// is not running.
+func (c *Cluster) Recycle(slot int) error {
+	m := c.running.Load()
+	if m == nil {
+		return errNotRunning
 	}
-	select {
-	case s := <-reply:
-		return s
-	case <-m.done:
-		return nil
+	return c.recycle(context.Background(), m, slot)
+}
+
+func (c *Cluster) recycle(ctx context.Context, m *master, slot int) error {
+	if slot < 0 || slot >= c.cfg.Workers {
+		return fmt.Errorf("cluster: no worker slot %d; accepted: a slot from 0 to %d", slot, c.cfg.Workers-1)
 	}
+	reply := make(chan error, 1)
+	err, askErr := ask(ctx, m, evRecycle{slot, reply}, reply)
+	return errors.Join(askErr, err)
 }
 
 // Stop asks the master to drain every worker and return, as SIGTERM does.
@@ -225,6 +241,16 @@ func (c *Cluster) runMaster() error {
 	defer stopForwarding()
 	c.running.Store(m)
 	defer c.running.Store(nil)
+	if c.cfg.Control != "" {
+		ln, err := openControl(c.cfg.Control)
+		if err != nil {
+			return err
+		}
+		m.log.Info("control socket listening", "control", c.cfg.Control)
+		// Deferred after running's: it is closed, and its connections
+		// answered, before Run returns.
+		defer c.serveControl(m, ln).close()
+	}
 	return m.loop()
 }
 
