@@ -31,6 +31,7 @@ type options struct {
 	queueLimit     int
 	requestTimeout time.Duration
 	logFormat      string
+	controlSet     bool // --control was given, perhaps empty: no default
 	// cluster holds the supervisor's settings; its Listen is moved to
 	// listen, which the proxy serves.
 	cluster cluster.Config
@@ -92,6 +93,9 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if len(o.listen) == 0 {
 		o.listen = []string{defaultListen}
 	}
+	if !o.controlSet && o.cluster.Control == "" {
+		o.cluster.Control = defaultControl(lookup)
+	}
 	return o, nil
 }
 
@@ -115,6 +119,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 			o.listen, listenSet = nil, true
 		}
 		o.listen = append(o.listen, v)
+		return nil
+	})
+	fs.Func("control", `the control socket, for memdrain status, reload, stop and recycle; "" for none (MEMDRAIN_CONTROL; default $XDG_RUNTIME_DIR/memdrain.sock when XDG_RUNTIME_DIR is set, else none)`, func(v string) error {
+		c.Control, o.controlSet = v, true
 		return nil
 	})
 	intFlag(fs, "workers", &c.Workers, "worker processes (MEMDRAIN_WORKERS; default: one per CPU)")
