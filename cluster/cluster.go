@@ -24,6 +24,10 @@
 // return (a second one kills them at once); SIGHUP replaces every worker,
 // one at a time, picking up a new binary at the same path.
 //
+// With Config.Control set, the master also answers status, reload, stop
+// and recycle requests on a unix socket (see ControlRequest), so that the
+// memdrain command's "memdrain status" works against the program.
+//
 // Under systemd the master needs no configuration: with NOTIFY_SOCKET set
 // it sends READY=1 once every worker is ready, RELOADING=1 and READY=1
 // around a reload, STOPPING=1 at shutdown, a STATUS= line when it changes,
@@ -51,8 +55,8 @@ import (
 )
 
 // A Cluster is a configured cluster, on either side: New it, then Run it.
-// On the master side, Status, Stop and Reload may be called from other
-// goroutines while Run runs.
+// On the master side, Status, Recycle, Stop and Reload may be called from
+// other goroutines while Run runs.
 type Cluster struct {
 	cfg Config
 	// Stop, Reload and the signals count their requests here, and poke
