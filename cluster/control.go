@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -90,8 +89,8 @@ func checkControlPath(path string) error {
 	if err != nil {
 		return fmt.Errorf("cluster: Config.Control %q: %w", path, err)
 	}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return fmt.Errorf("cluster: Config.Control %q is owned by uid %d, not this user (uid %d); refused: choose another path", path, st.Uid, os.Getuid())
+	if uid, ok := fileUID(info); ok && uid != os.Getuid() {
+		return fmt.Errorf("cluster: Config.Control %q is owned by uid %d, not this user (uid %d); refused: choose another path", path, uid, os.Getuid())
 	}
 	if info.Mode()&fs.ModeSocket == 0 {
 		return fmt.Errorf("cluster: Config.Control %q exists and is not a socket (%v); refused: remove it or choose another path", path, info.Mode().Type())
