@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -140,18 +141,21 @@ func (ctl *control) close() {
 func (c *Cluster) serveControlConn(m *master, conn *net.UnixConn) {
 	conn.SetDeadline(time.Now().Add(controlWait))
 	enc := json.NewEncoder(conn)
-	if uid, ok, err := peerUID(conn); err != nil || (ok && uid != os.Getuid()) {
-		if err == nil {
-			err = fmt.Errorf("peer uid %d is not this master's (uid %d)", uid, os.Getuid())
-		}
-		m.log.Warn("control socket: connection refused", "err", err)
-		enc.Encode(ControlReply{Error: "refused: " + err.Error()})
-		return
-	}
+	// The request is read before the peer is judged, even one refused:
+	// a reply sent before the client finished writing would meet a
+	// broken pipe rather than be read.
 	var req ControlRequest
-	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	line, err := bufio.NewReader(io.LimitReader(conn, maxControlRequest)).ReadBytes('\n')
 	if err == nil || len(line) > 0 {
 		err = json.Unmarshal(line, &req)
+	}
+	if uid, ok, perr := peerUID(conn); perr != nil || (ok && uid != os.Getuid()) {
+		if perr == nil {
+			perr = fmt.Errorf("peer uid %d is not this master's (uid %d)", uid, os.Getuid())
+		}
+		m.log.Warn("control socket: connection refused", "err", perr)
+		enc.Encode(ControlReply{Error: "refused: " + perr.Error()})
+		return
 	}
 	if err != nil {
 		enc.Encode(ControlReply{Error: fmt.Sprintf("reading the request: %v; accepted: one JSON line such as {\"cmd\":\"status\"}", err)})
@@ -159,6 +163,9 @@ func (c *Cluster) serveControlConn(m *master, conn *net.UnixConn) {
 	}
 	enc.Encode(c.control(m, req))
 }
+
+// maxControlRequest bounds a request line; a real one is a few dozen bytes.
+const maxControlRequest = 4096
 
 // control carries out one request.
 func (c *Cluster) control(m *master, req ControlRequest) ControlReply {
