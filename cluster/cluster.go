@@ -24,6 +24,10 @@
 // return (a second one kills them at once); SIGHUP replaces every worker,
 // one at a time, picking up a new binary at the same path.
 //
+// With Config.Control set, the master also answers status, reload, stop
+// and recycle requests on a unix socket (see ControlRequest), so that the
+// memdrain command's "memdrain status" works against the program.
+//
 // Under systemd the master needs no configuration: with NOTIFY_SOCKET set
 // it sends READY=1 once every worker is ready, RELOADING=1 and READY=1
 // around a reload, STOPPING=1 at shutdown, a STATUS= line when it changes,
@@ -34,6 +38,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,8 +55,8 @@ import (
 )
 
 // A Cluster is a configured cluster, on either side: New it, then Run it.
-// On the master side, Status, Stop and Reload may be called from other
-// goroutines while Run runs.
+// On the master side, Status, Recycle, Stop and Reload may be called from
+// other goroutines while Run runs.
 type Cluster struct {
 	cfg Config
 	// Stop, Reload and the signals count their requests here, and poke
@@ -143,18 +148,33 @@ func (c *Cluster) Status() []WorkerStatus {
 	if m == nil {
 		return nil
 	}
-	reply := make(chan []WorkerStatus, 1)
-	select {
-	case m.events <- evStatus{reply}:
-	case <-m.done:
-		return nil
+	s, _ := m.askStatus(context.Background())
+	return s
+}
+
+// Recycle asks the master to replace the worker in slot, fork-first, as
+// when it passes a limit (reason drain.Manual): a replacement is started
+// beside it, and it drains once the replacement is ready. Recycle returns
+// once the master has queued the replacement, not when it is done; watch
+// Config.OnEvent or Status for that. It returns an error naming the range
+// for a slot out of it, and one saying why when the slot has no serving
+// worker, is already being replaced or backed off, or the master stops or
+// is not running.
+func (c *Cluster) Recycle(slot int) error {
+	m := c.running.Load()
+	if m == nil {
+		return errNotRunning
 	}
-	select {
-	case s := <-reply:
-		return s
-	case <-m.done:
-		return nil
+	return c.recycle(context.Background(), m, slot)
+}
+
+func (c *Cluster) recycle(ctx context.Context, m *master, slot int) error {
+	if slot < 0 || slot >= c.cfg.Workers {
+		return fmt.Errorf("cluster: no worker slot %d; accepted: a slot from 0 to %d", slot, c.cfg.Workers-1)
 	}
+	reply := make(chan error, 1)
+	err, askErr := ask(ctx, m, evRecycle{slot, reply}, reply)
+	return errors.Join(askErr, err)
 }
 
 // Stop asks the master to drain every worker and return, as SIGTERM does.
@@ -225,6 +245,16 @@ func (c *Cluster) runMaster() error {
 	defer stopForwarding()
 	c.running.Store(m)
 	defer c.running.Store(nil)
+	if c.cfg.Control != "" {
+		ln, err := openControl(c.cfg.Control)
+		if err != nil {
+			return err
+		}
+		m.log.Info("control socket listening", "control", c.cfg.Control)
+		// Deferred after running's: it is closed, and its connections
+		// answered, before Run returns.
+		defer c.serveControl(m, ln).close()
+	}
 	return m.loop()
 }
 

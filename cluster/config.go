@@ -31,6 +31,15 @@ type Config struct {
 	// at shutdown the master closes only its own copies, so while the
 	// caller's stays open new connections queue rather than being refused.
 	Listeners []net.Listener
+	// Control, if set, is the path of a unix socket on which the master
+	// answers status, reload, stop and recycle requests (ControlRequest;
+	// memdrain status speaks it). It is made with mode 0600 and removed
+	// when Run returns. A stale socket left there is replaced; a live one
+	// (another master), a file that is no socket or one of another user
+	// makes Run fail. Connections from another uid are refused (on Linux,
+	// where the kernel tells the peer's uid). MEMDRAIN_CONTROL. Default:
+	// "", no socket.
+	Control string
 	// Workers is the number of worker processes. MEMDRAIN_WORKERS, or
 	// Node's CPU_COUNT. Default: the CPUs this process may use
 	// (runtime.GOMAXPROCS(0)).

@@ -78,7 +78,7 @@ func TestWithDefaultsFillsEveryZeroField(t *testing.T) {
 func TestWithDefaultsLeavesOnlyOffFieldsZero(t *testing.T) {
 	zeroByDefault := []string{
 		"Listeners", "MaxMemory", "HardMemory", "TotalMemory", "MaxRequests", "MaxRequestsJitter",
-		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health", "Launcher",
+		"MaxAge", "MaxAgeJitter", "WorkerEnv", "OnEvent", "Health", "Launcher", "Control",
 	}
 	d := reflect.ValueOf(Config{}.withDefaults())
 	for i := range d.NumField() {

@@ -55,6 +55,19 @@ var envVars = []envVar{
 		Example:  "127.0.0.1:8080, unix:/run/app.sock",
 		Set:      setListen,
 	},
+	{
+		Name:     "MEMDRAIN_CONTROL",
+		Field:    "Control",
+		Accepted: "the path of a unix socket",
+		Example:  "/run/user/1000/memdrain.sock",
+		Set: func(c *Config, v string) (string, bool) {
+			if problem := checkControl(v); problem != "" {
+				return problem, false
+			}
+			c.Control = v
+			return "", true
+		},
+	},
 	workersVar("MEMDRAIN_WORKERS", ""),
 	workersVar("CPU_COUNT", "MEMDRAIN_WORKERS"),
 	envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "MaxMemory", func(c *Config) *uint64 { return &c.MaxMemory }, "no limit", memory.ParseMemoryLimit),

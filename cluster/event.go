@@ -160,4 +160,8 @@ type WorkerStatus struct {
 	Served   uint64      `json:"served"`    // requests served, as last reported by the worker
 	Started  time.Time   `json:"started"`
 	Restarts int         `json:"restarts"` // accidental exits in this slot so far
+	// Reason is why this process was started as a replacement, that is
+	// the slot's last recycle (for a draining one: why it drains); zero
+	// for a first start or a respawn.
+	Reason drain.Reason `json:"reason,omitempty"`
 }

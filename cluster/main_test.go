@@ -63,6 +63,7 @@ const (
 	testTLSCert           = "TEST_TLS_CERT"
 	testTLSKey            = "TEST_TLS_KEY"
 	testGate              = "TEST_GATE"
+	testControl           = "TEST_CONTROL"
 	testWorkerMarkerDir   = "TEST_MARKER_DIR"
 	testWorkerRetainedMiB = 64
 	activatedMaster       = "activated" // TEST_MASTER: serve the sockets systemd passed
@@ -278,9 +279,10 @@ func testApp() http.Handler {
 }
 
 // testMaster runs a master of two workers on the address in TEST_MASTER
-// (or, for "activated", on the sockets systemd passed, Listen unset)
-// and prints "ready <pid>" for each worker that becomes ready and "exited
-// <pid>" for each planned exit. Its workers
+// (or, for "activated", on the sockets systemd passed, Listen unset), with
+// its control socket at TEST_CONTROL if set, and prints "ready <pid>" for
+// each worker that becomes ready, "draining <pid> <reason>" for each drain
+// and "exited <pid>" for each planned exit. Its workers
 // are itself: the binary at the path it was started from.
 func testMaster() int {
 	var listen []string
@@ -290,11 +292,14 @@ func testMaster() int {
 	err := Run(Config{
 		Listen:  listen,
 		Workers: 2,
+		Control: os.Getenv(testControl),
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnEvent: func(e Event) {
 			switch e.Kind {
 			case Ready:
 				fmt.Printf("ready %d\n", e.Pid)
+			case Draining:
+				fmt.Printf("draining %d %s\n", e.Pid, e.Reason)
 			case ExitedPlanned:
 				fmt.Printf("exited %d\n", e.Pid)
 			}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -126,6 +127,10 @@ type (
 	evStop         struct{ hard bool }
 	evReload       struct{}
 	evStatus       struct{ reply chan []WorkerStatus }
+	evRecycle      struct {
+		slot  int
+		reply chan error
+	}
 )
 
 // alive reports whether p is still running. It compares the process, not
@@ -190,6 +195,8 @@ func (m *master) loop() error {
 			m.reload()
 		case evStatus:
 			ev.reply <- m.status()
+		case evRecycle:
+			ev.reply <- m.recycle(ev.slot)
 		case evHandoff:
 			m.routeHandoff(ev)
 		case evHeartbeat:
@@ -274,6 +281,37 @@ func (m *master) emit(e Event) {
 	}
 }
 
+// ask posts ev to the loop, then waits for its reply on reply. It gives up
+// when ctx ends or the loop returns, so a caller off the loop is never
+// left blocked.
+func ask[T any](ctx context.Context, m *master, ev any, reply chan T) (T, error) {
+	var zero T
+	select {
+	case m.events <- ev:
+	case <-m.done:
+		return zero, errNotRunning
+	case <-ctx.Done():
+		return zero, fmt.Errorf("cluster: the supervisor did not take the request: %w", ctx.Err())
+	}
+	select {
+	case v := <-reply:
+		return v, nil
+	case <-m.done:
+		return zero, errNotRunning
+	case <-ctx.Done():
+		return zero, fmt.Errorf("cluster: the supervisor did not answer: %w", ctx.Err())
+	}
+}
+
+// errNotRunning: the master's loop is not running.
+var errNotRunning = errors.New("cluster: the master is not running")
+
+// askStatus is status, from off the loop.
+func (m *master) askStatus(ctx context.Context) ([]WorkerStatus, error) {
+	reply := make(chan []WorkerStatus, 1)
+	return ask(ctx, m, evStatus{reply}, reply)
+}
+
 // status returns a snapshot of every worker process. It is built when asked
 // for, not after every decision: with 64 workers that would cost the loop
 // more than all its memory samples.
@@ -283,6 +321,7 @@ func (m *master) status() []WorkerStatus {
 		status = append(status, WorkerStatus{
 			Worker: p.slot.id, Pid: p.pid, State: p.state, Memory: p.memory,
 			InFlight: p.inFlight, Served: p.served, Started: p.started, Restarts: p.slot.restarts,
+			Reason: p.reason,
 		})
 	}
 	slices.SortFunc(status, func(a, b WorkerStatus) int {

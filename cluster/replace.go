@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"slices"
 	"syscall"
 	"time"
@@ -86,6 +87,23 @@ func (m *master) drainBySignal(p *proc, err error) {
 	}
 	m.log.Warn("telling a worker to drain failed; stopping it with SIGTERM", "worker", p.slot.id, "pid", p.pid, "err", err)
 	p.cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// recycle queues the worker of slot id for a manual replacement, or says
+// why it cannot be (Cluster.Recycle).
+func (m *master) recycle(id int) error {
+	s := m.slots[id]
+	p := s.current
+	switch {
+	case m.stopping:
+		return fmt.Errorf("cluster: worker %d not recycled: the master is stopping", id)
+	case p == nil || p.state != StateServing:
+		return fmt.Errorf("cluster: worker %d not recycled: no worker serves in that slot now (starting or respawning)", id)
+	case !m.enqueue(p, drain.Manual):
+		return fmt.Errorf("cluster: worker %d (pid %d) not recycled: a replacement is already queued, starting or backed off", id, p.pid)
+	}
+	m.log.Info("worker recycle asked", "worker", id, "pid", p.pid)
+	return nil
 }
 
 // enqueue asks for p to be replaced and reports whether it was queued: not

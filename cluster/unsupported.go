@@ -26,3 +26,7 @@ func workerSysProcAttr() *syscall.SysProcAttr { return nil }
 func listenerFile(net.Listener) (*os.File, error) { return nil, errUnsupported }
 
 func peakRSS(*os.ProcessState) uint64 { return 0 }
+
+func fileUID(os.FileInfo) (int, bool) { return 0, false }
+
+func peerUID(*net.UnixConn) (uid int, ok bool, err error) { return 0, false, errUnsupported }

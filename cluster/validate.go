@@ -104,6 +104,9 @@ func (c Config) validateListen(p *problems) {
 		// One of the two would be silently ignored.
 		p.add("Listen", fmt.Sprintf("%q", c.Listen), "no addresses when Listeners are given (they replace Listen)")
 	}
+	if problem := checkControl(c.Control); c.Control != "" && problem != "" {
+		p.add("Control", strconv.Quote(c.Control), "the path of a unix socket (%s)", problem)
+	}
 	if c.Launcher != nil && (len(c.Listen) > 0 || len(c.Listeners) > 0) {
 		p.add("Listen", fmt.Sprintf("%q (with %d Listeners)", c.Listen, len(c.Listeners)),
 			"no addresses and no Listeners when a Launcher starts the workers: its workers share no sockets")
@@ -238,6 +241,21 @@ const acceptedAddr = `"host:port" for TCP (":8080" for every interface) or "unix
 // process may use, which the operator may not know.
 func acceptedWorkers() string {
 	return fmt.Sprintf("a count from 1 to %d, or 0 for the CPUs this process may use (%d)", maxWorkers, runtime.GOMAXPROCS(0))
+}
+
+// maxSocketPath is the longest unix socket path that fits in a
+// sockaddr_un on both Linux (108 bytes) and macOS (104), with its NUL.
+const maxSocketPath = 103
+
+// checkControl returns what is wrong with a control socket path, or "".
+func checkControl(path string) string {
+	switch {
+	case strings.TrimSpace(path) == "":
+		return "empty"
+	case len(path) > maxSocketPath:
+		return fmt.Sprintf("%d bytes long, over the %d a unix socket path may have", len(path), maxSocketPath)
+	}
+	return ""
 }
 
 // checkAddr returns what is wrong with a listen address, or "" if nothing

@@ -83,7 +83,7 @@ func runCommand(args []string) int {
 	for _, ln := range listeners {
 		go srv.Serve(ln)
 	}
-	log.Info("memdrain listening", "listen", strings.Join(o.listen, ","), "command", strings.Join(o.command, " "))
+	log.Info("memdrain listening", "listen", strings.Join(o.listen, ","), "control", cfg.Control, "command", strings.Join(o.command, " "))
 
 	// Signals are the supervisor's (cluster.Run): SIGTERM or SIGINT drains
 	// every worker, and the first drain for a signal stops the front (see
@@ -149,6 +149,7 @@ func lookPathProblem(err error) string {
 // configFlags names, in cluster's errors, the flag that set each field.
 var configFlags = strings.NewReplacer(
 	"Config.Workers", "--workers",
+	"Config.Control", "--control",
 	"Config.MaxMemory", "--max-memory",
 	"Config.TotalMemory", "--total-memory",
 	"Config.HardMemory", "--hard-memory",

@@ -35,6 +35,7 @@ type options struct {
 	// TotalMemory, even to 0; otherwise MaxMemory comes from the cgroup's
 	// limit (containerMaxMemory).
 	memoryGiven bool
+	controlSet  bool // --control was given, perhaps empty: no default
 	// cluster holds the supervisor's settings; its Listen is moved to
 	// listen, which the proxy serves.
 	cluster cluster.Config
@@ -107,6 +108,9 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if len(o.listen) == 0 {
 		o.listen = []string{defaultListen}
 	}
+	if !o.controlSet && o.cluster.Control == "" {
+		o.cluster.Control = defaultControl(lookup)
+	}
 	return o, nil
 }
 
@@ -130,6 +134,10 @@ func newFlagSet(o *options) *flag.FlagSet {
 			o.listen, listenSet = nil, true
 		}
 		o.listen = append(o.listen, v)
+		return nil
+	})
+	fs.Func("control", `the control socket, for memdrain status, reload, stop and recycle; "" for none (MEMDRAIN_CONTROL; default $XDG_RUNTIME_DIR/memdrain.sock when XDG_RUNTIME_DIR is set, else none)`, func(v string) error {
+		c.Control, o.controlSet = v, true
 		return nil
 	})
 	intFlag(fs, "workers", &c.Workers, "worker processes (MEMDRAIN_WORKERS; default: one per CPU)")

@@ -30,20 +30,27 @@ func run(args []string) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:])
+	case "status", "reload", "stop", "recycle":
+		return controlCommand(args[0], args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	case shimCommand:
 		return shim(args[1:])
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "memdrain: unknown command %q; accepted: run\n\n%s", args[0], usage)
+	fmt.Fprintf(os.Stderr, "memdrain: unknown command %q; accepted: run, status, reload, stop, recycle\n\n%s", args[0], usage)
 	return 2
 }
 
 const usage = `usage: memdrain run [flags] -- COMMAND [ARGS...]
+       memdrain status [--json] [--control PATH]
+       memdrain reload|stop [--control PATH]
+       memdrain recycle N [--control PATH]
 
 Runs COMMAND as --workers worker processes behind a proxy listening on
 --listen, each with PORT set to a loopback port of its own, and replaces a
 worker over its memory limit without losing a request.
-Run "memdrain run -h" for the flags.
+Run "memdrain run -h" for the flags. status, reload, stop and recycle
+speak to a running memdrain run (or a Go cluster with Config.Control)
+over its control socket.
 `

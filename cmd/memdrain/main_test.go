@@ -29,6 +29,9 @@ var binary string
 var buildFlags []string
 
 func TestMain(m *testing.M) {
+	// memdrain run's control socket defaults to $XDG_RUNTIME_DIR: tests
+	// that run at once must not share one, so each names its own.
+	os.Unsetenv("XDG_RUNTIME_DIR")
 	dir, err := os.MkdirTemp("", "memdrain-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
