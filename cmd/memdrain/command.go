@@ -17,6 +17,7 @@ import (
 	"github.com/memdrain/memdrain/cluster"
 	"github.com/memdrain/memdrain/internal/listenaddr"
 	"github.com/memdrain/memdrain/internal/proxy"
+	"github.com/memdrain/memdrain/internal/systemd"
 	"github.com/memdrain/memdrain/memory"
 )
 
@@ -44,7 +45,7 @@ func runCommand(args []string) int {
 	}
 	log := newLogger(o.logFormat)
 
-	listeners, err := listen(o.listen)
+	listeners, err := listen(o, log)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "memdrain: %v\n", err)
 		return 2
@@ -83,7 +84,11 @@ func runCommand(args []string) int {
 	for _, ln := range listeners {
 		go srv.Serve(ln)
 	}
-	log.Info("memdrain listening", "listen", strings.Join(o.listen, ","), "control", cfg.Control, "command", strings.Join(o.command, " "))
+	addrs := make([]string, len(listeners))
+	for i, ln := range listeners {
+		addrs[i] = ln.Addr().String()
+	}
+	log.Info("memdrain listening", "listen", strings.Join(addrs, ","), "control", cfg.Control, "command", strings.Join(o.command, " "))
 
 	// Signals are the supervisor's (cluster.Run): SIGTERM or SIGINT drains
 	// every worker, and the first drain for a signal stops the front (see
@@ -107,10 +112,19 @@ func runCommand(args []string) int {
 	return 0
 }
 
-// listen opens every --listen address, or says which one it could not.
-func listen(addrs []string) ([]net.Listener, error) {
+// listen returns the sockets systemd passed (socket activation), ordered
+// by the --listen addresses if they were given, or else opens every
+// --listen address, or says which one it could not.
+func listen(o options, log *slog.Logger) ([]net.Listener, error) {
+	var order []string
+	if o.listenGiven {
+		order = o.listen
+	}
+	if activated, err := systemd.Listeners(order, "--listen", log); err != nil || activated != nil {
+		return activated, err
+	}
 	var listeners []net.Listener
-	for _, addr := range addrs {
+	for _, addr := range o.listen {
 		ln, err := listenaddr.Listen(addr)
 		if err != nil {
 			for _, ln := range listeners {

@@ -35,6 +35,10 @@ type options struct {
 	// TotalMemory, even to 0; otherwise MaxMemory comes from the cgroup's
 	// limit (containerMaxMemory).
 	memoryGiven bool
+	// listenGiven: --listen or MEMDRAIN_LISTEN named the addresses; under
+	// systemd's socket activation they then order the passed sockets,
+	// which are otherwise all served (see listen).
+	listenGiven bool
 	controlSet  bool // --control was given, perhaps empty: no default
 	// cluster holds the supervisor's settings; its Listen is moved to
 	// listen, which the proxy serves.
@@ -105,7 +109,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	if len(o.command) == 0 || o.command[0] == "" {
 		return o, errors.New(`no command after "--"; usage: memdrain run [flags] -- COMMAND [ARGS...]`)
 	}
-	if len(o.listen) == 0 {
+	if o.listenGiven = len(o.listen) > 0; !o.listenGiven {
 		o.listen = []string{defaultListen}
 	}
 	if !o.controlSet && o.cluster.Control == "" {

@@ -2,6 +2,11 @@
 
 package systemd
 
+import (
+	"log/slog"
+	"net"
+)
+
 // Elsewhere there is no systemd: nothing is sent and nothing was passed.
 
 // A Notifier sends nothing on this system.
@@ -24,3 +29,6 @@ func Activated() ([]Socket, error) { return nil, nil }
 
 // IsFull reports false.
 func IsFull(error) bool { return false }
+
+// Listeners returns nil: no systemd passes sockets here.
+func Listeners([]string, string, *slog.Logger) ([]net.Listener, error) { return nil, nil }

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package cluster
+package systemd
 
 import (
 	"io"
@@ -9,18 +9,17 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/memdrain/memdrain/internal/systemd"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // passed returns listeners on fresh ports of 127.0.0.1, named as systemd
 // would name them from FileDescriptorName=.
-func passed(t *testing.T, names ...string) []systemd.Socket {
+func passed(t *testing.T, names ...string) []Socket {
 	t.Helper()
-	var sockets []systemd.Socket
+	var sockets []Socket
 	for _, name := range names {
-		sockets = append(sockets, systemd.Socket{Name: name, Listener: freeListener(t)})
+		sockets = append(sockets, Socket{Name: name, Listener: freeListener(t)})
 	}
 	return sockets
 }
@@ -30,15 +29,15 @@ func TestPassedSocketsFollowListenByNameThenAddressThenOrder(t *testing.T) {
 	sockets := passed(t, "", "admin", "")
 	public, admin, other := sockets[0].Listener, sockets[1].Listener, sockets[2].Listener
 
-	got, err := orderSockets(nil, sockets, quiet)
+	got, err := orderSockets(nil, "Listen", sockets, quiet)
 	require.NoError(t, err)
 	assert.Equal(t, []net.Listener{public, admin, other}, got, "Listen not given: in the order passed")
 
-	got, err = orderSockets([]string{"unix:/run/elsewhere.sock", "admin", public.Addr().String()}, sockets, quiet)
+	got, err = orderSockets([]string{"unix:/run/elsewhere.sock", "admin", public.Addr().String()}, "Listen", sockets, quiet)
 	require.NoError(t, err)
 	assert.Equal(t, []net.Listener{other, admin, public}, got, "by name, by address, then what is left")
 
-	_, err = orderSockets([]string{"admin"}, sockets, quiet)
+	_, err = orderSockets([]string{"admin"}, "Listen", sockets, quiet)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "names 1 addresses but systemd passed 3 sockets")
 	assert.Contains(t, err.Error(), `named "admin"`)
@@ -53,4 +52,12 @@ func TestBoundToMatchesListenAddresses(t *testing.T) {
 	assert.False(t, boundTo(ln.Addr(), "unix:/run/x.sock"))
 	assert.True(t, boundTo(&net.TCPAddr{IP: net.IPv6zero, Port: 80}, ":80"))
 	assert.True(t, boundTo(&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}, "unix:/run/x.sock"))
+}
+
+func freeListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
