@@ -62,7 +62,7 @@ var optionsVars = []envvar.Var[Options]{
 // means "none given").
 func maxMemoryVar() envvar.Var[Options] {
 	v := envvar.SizeVar("MEMDRAIN_MAX_MEMORY", "Watch.Limit", func(o *Options) *uint64 { return &o.Watch.Limit },
-		"no limit, not even the default from the cgroup's", memory.ParseMemoryLimit)
+		"no limit", memory.ParseMemoryLimit) // worded as cluster.FromEnv words it
 	set := v.Set
 	v.Set = func(o *Options, s string) (string, bool) {
 		problem, ok := set(o, s)
