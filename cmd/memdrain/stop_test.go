@@ -6,7 +6,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -130,7 +129,6 @@ func TestSIGKILLLeavesNoProcess(t *testing.T) {
 // process still in one of the groups.
 func alive(pids, groups []int) []string {
 	var left []string
-	entries, _ := os.ReadDir("/proc")
 	inGroup := map[int]bool{}
 	for _, g := range groups {
 		inGroup[g] = true
@@ -139,24 +137,14 @@ func alive(pids, groups []int) []string {
 	for _, p := range pids {
 		wanted[p] = true
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	eachProcess(func(pid int, name string, fields []string) {
 		if len(fields) < 3 || fields[0] == "Z" || fields[0] == "X" {
-			continue
+			return
 		}
 		pgrp, _ := strconv.Atoi(fields[2])
 		if wanted[pid] || inGroup[pgrp] {
-			left = append(left, e.Name()+" "+s[:strings.LastIndexByte(s, ')')+1])
+			left = append(left, name)
 		}
-	}
+	})
 	return left
 }

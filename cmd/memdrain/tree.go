@@ -88,11 +88,27 @@ func children(pid int) []int {
 
 // scanParents maps every process to its children, from /proc/*/stat.
 func scanParents() map[int][]int {
+	byParent := make(map[int][]int)
+	eachProcess(func(pid int, _ string, fields []string) {
+		if len(fields) < 2 {
+			return
+		}
+		if ppid, err := strconv.Atoi(fields[1]); err == nil {
+			byParent[ppid] = append(byParent[ppid], pid)
+		}
+	})
+	return byParent
+}
+
+// eachProcess calls fn for every process in /proc with its "pid (comm)"
+// and the fields of /proc/PID/stat after the command: the state, the
+// parent, the process group... The command, in parentheses, may hold
+// spaces, so the fields are split after its last ")".
+func eachProcess(fn func(pid int, name string, fields []string)) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil
+		return
 	}
-	byParent := make(map[int][]int)
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -102,16 +118,8 @@ func scanParents() map[int][]int {
 		if err != nil {
 			continue
 		}
-		// The command, in parentheses, may hold spaces: the fields after
-		// its last ")" are the state, then the parent.
 		s := string(data)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		if ppid, err := strconv.Atoi(fields[1]); err == nil {
-			byParent[ppid] = append(byParent[ppid], pid)
-		}
+		end := strings.LastIndexByte(s, ')') + 1
+		fn(pid, s[:end], strings.Fields(s[end:]))
 	}
-	return byParent
 }
