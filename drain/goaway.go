@@ -308,13 +308,6 @@ func (hc *h2Conn) send() error {
 	return err
 }
 
-// isAsked reports whether the drain asked for the two-step GOAWAY.
-func (hc *h2Conn) isAsked() bool {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	return hc.asked
-}
-
 // goAway asks for the two-step GOAWAY: before the next response's frame,
 // or once the connection stayed idle for quietWait.
 func (hc *h2Conn) goAway() {

@@ -50,7 +50,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.servedByServe && FromContext(r.Context()) != h.c {
 		r = r.WithContext(NewContext(r.Context(), h.c))
 	}
-	cw := wrapWriter(w, h.c)
+	cw := wrapWriter(w, h.c, r.ProtoMajor == 2 && onTwoStepConn(r.Context()))
 	defer h.finish(cw)
 	h.next.ServeHTTP(cw, r)
 }

@@ -134,7 +134,7 @@ func (d *h2Drain) serve(srv, hs *http.Server, under, key net.Conn, tc *tls.Conn,
 	if draining {
 		hc.goAway()
 	}
-	shadowServe(hs, tls.Client(handedOver{conn: conn}, nil), h2Handler{next: h, hc: hc})
+	shadowServe(hs, tls.Client(handedOver{conn: conn}, nil), h2Handler{next: h})
 }
 
 // start asks every HTTP/2 connection, and every later one, for the

@@ -12,8 +12,12 @@ import (
 // written after the drain started, whenever its request began: a client
 // that was answered during the drain must not send its next request to this
 // process. HTTP/1 then closes the connection after the response; HTTP/2
-// turns the header into GOAWAY, except under Serve, which sends its
-// two-step GOAWAY instead and takes the header out again (h2writer.go).
+// turns the header into GOAWAY.
+//
+// On an HTTP/2 connection that Serve sends the two-step GOAWAY (goaway.go),
+// the header does the opposite: net/http's one GOAWAY would refuse the
+// streams the client has on the way. There the drain takes "Connection:
+// close" out of every response, the program's own included.
 //
 // It keeps the optional interfaces of the ResponseWriter it wraps (Flusher,
 // Hijacker and io.ReaderFrom for HTTP/1, Pusher for HTTP/2) and unwraps for
@@ -21,17 +25,24 @@ import (
 // ResponseWriter after it returns, as net/http already requires.
 type closingWriter struct {
 	http.ResponseWriter
-	c      *Controller
-	header bool // the final header was written, or is being written
+	c       *Controller
+	twoStep bool // the request came on a connection with the two-step GOAWAY
+	header  bool // the final header was written, or is being written
 }
 
-// mark sets "Connection: close" once, before the final header goes out.
+// mark sets "Connection: close" once, before the final header goes out,
+// or takes it out on a two-step connection.
 func (w *closingWriter) mark() {
-	if !w.header {
-		w.header = true
-		if w.c.IsDraining() {
-			w.Header().Set("Connection", "close")
-		}
+	if w.header {
+		return
+	}
+	w.header = true
+	switch h := w.Header(); {
+	case !w.c.IsDraining():
+	case !w.twoStep:
+		h.Set("Connection", "close")
+	case h.Get("Connection") == "close":
+		h.Del("Connection")
 	}
 }
 
@@ -89,21 +100,23 @@ var (
 	otherWriters = sync.Pool{New: func() any { return new(closingWriter) }}
 )
 
-// wrapWriter returns w wrapped for c. The wrapper goes back to its pool
-// with finishWriter once the handler has returned.
-func wrapWriter(w http.ResponseWriter, c *Controller) http.ResponseWriter {
+// wrapWriter returns w wrapped for c, for a request on a two-step HTTP/2
+// connection or not. The wrapper goes back to its pool with finishWriter
+// once the handler has returned.
+func wrapWriter(w http.ResponseWriter, c *Controller, twoStep bool) http.ResponseWriter {
+	base := closingWriter{ResponseWriter: w, c: c, twoStep: twoStep}
 	switch w.(type) {
 	case http.Hijacker:
 		cw := http1Writers.Get().(*http1Writer)
-		cw.closingWriter = closingWriter{ResponseWriter: w, c: c}
+		cw.closingWriter = base
 		return cw
 	case http.Pusher:
 		cw := http2Writers.Get().(*http2Writer)
-		cw.closingWriter = closingWriter{ResponseWriter: w, c: c}
+		cw.closingWriter = base
 		return cw
 	}
 	cw := otherWriters.Get().(*closingWriter)
-	*cw = closingWriter{ResponseWriter: w, c: c}
+	*cw = base
 	return cw
 }
 
