@@ -38,11 +38,7 @@ func drive(ctx context.Context, url string, clients int, d time.Duration, stop <
 	go prog.run(progCtx, what, d, func() string {
 		return fmt.Sprintf("%d requests, %d failed", requests.Load(), failed.Load())
 	})
-	var rec driven
-	rec.start = time.Now()
-	rec.outcomes = driveHalves(loadCtx, url, clients, &requests, &failed)
-	rec.end = time.Now()
-	return rec
+	return driveHalves(loadCtx, url, clients, &requests, &failed)
 }
 
 // loadFigures is what a load saw from the clients' side.
@@ -64,43 +60,50 @@ type loadFigures struct {
 
 // figures computes a load's figures.
 func (d driven) figures() loadFigures {
-	f := loadFigures{Seconds: d.end.Sub(d.start).Seconds(), Failures: map[string]int{}, Groups: map[string]groupResult{}}
-	var all []time.Duration
-	var ends []time.Time
-	for g, outcomes := range d.outcomes {
-		gr, lat := tallyGroup(outcomes, f.Failures)
-		f.Groups[groupNames[g]] = gr
-		f.Requests, f.Failed, f.Retried = f.Requests+gr.Requests, f.Failed+gr.Failed, f.Retried+gr.Retried
-		all = append(all, lat...)
-		for _, o := range outcomes {
-			ends = append(ends, o.End)
-		}
-	}
-	l := summarize(all)
+	c := d.count()
+	f := loadFigures{Seconds: d.end.Sub(d.start).Seconds(), Requests: c.Requests, Failed: c.Failed, Failures: c.Failures,
+		Retried: c.Retried, Groups: c.Groups}
+	l := summarize(c.latencies)
 	f.P50Ms, f.P99Ms, f.MaxMs = l.P50Ms, l.P99Ms, l.MaxMs
-	f.ThroughputSteadyRPS, f.ThroughputLowestRPS = steadyAndLowest(buckets(ends, d.start, bucketWidth, int(d.end.Sub(d.start)/bucketWidth)))
+	f.ThroughputSteadyRPS, f.ThroughputLowestRPS = steadyAndLowest(buckets(c.ends, d.start, bucketWidth, int(d.end.Sub(d.start)/bucketWidth)))
 	return f
 }
 
-// tallyGroup counts one group's requests, failures (also added to
-// failures, the total by kind) and resends, and returns its latencies.
-func tallyGroup(outcomes []loadgen.Outcome, failures map[string]int) (groupResult, []time.Duration) {
-	gr := groupResult{Failures: map[string]int{}}
-	lat := make([]time.Duration, 0, len(outcomes))
-	for _, o := range outcomes {
-		gr.Requests++
-		if o.Failure != "" {
-			gr.Failed++
-			gr.Failures[o.Failure]++
-			failures[o.Failure]++
+// loadCounts is a load's requests, failures and resends, by group and in
+// all, and each request's latency and end, in one order.
+type loadCounts struct {
+	Requests, Failed, Retried int
+	Failures                  map[string]int
+	Groups                    map[string]groupResult
+	latencies                 []time.Duration
+	ends                      []time.Time
+}
+
+// count counts every group's outcomes.
+func (d driven) count() loadCounts {
+	c := loadCounts{Failures: map[string]int{}, Groups: map[string]groupResult{}}
+	for g, outcomes := range d.outcomes {
+		gr := groupResult{Failures: map[string]int{}}
+		lat := make([]time.Duration, 0, len(outcomes))
+		for _, o := range outcomes {
+			gr.Requests++
+			if o.Failure != "" {
+				gr.Failed++
+				gr.Failures[o.Failure]++
+				c.Failures[o.Failure]++
+			}
+			if o.Retried {
+				gr.Retried++
+			}
+			lat = append(lat, o.End.Sub(o.Start))
+			c.ends = append(c.ends, o.End)
 		}
-		if o.Retried {
-			gr.Retried++
-		}
-		lat = append(lat, o.End.Sub(o.Start))
+		gr.Latency = summarize(lat)
+		c.Groups[groupNames[g]] = gr
+		c.Requests, c.Failed, c.Retried = c.Requests+gr.Requests, c.Failed+gr.Failed, c.Retried+gr.Retried
+		c.latencies = append(c.latencies, lat...)
 	}
-	gr.Latency = summarize(lat)
-	return gr, lat
+	return c
 }
 
 // steadyAndLowest returns the median and the lowest of the 100 ms
@@ -121,10 +124,10 @@ func steadyAndLowest(counts []int) (steady, lowest float64) {
 // driveHalves runs clients closed-loop clients against url until ctx ends,
 // half of them (the odd one out included) on kept-alive connections and
 // half on a new connection each request, and returns every outcome by
-// group (keepAlive, newConn). requests and failed count as they go, for
-// the progress line.
-func driveHalves(ctx context.Context, url string, clients int, requests, failed *atomic.Int64) [2][]loadgen.Outcome {
-	var outcomes [2][]loadgen.Outcome
+// group (keepAlive, newConn), with the load's window. requests and failed
+// count as they go, for the progress line.
+func driveHalves(ctx context.Context, url string, clients int, requests, failed *atomic.Int64) driven {
+	d := driven{start: time.Now()}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for g := range groupNames {
@@ -143,12 +146,13 @@ func driveHalves(ctx context.Context, url string, clients int, requests, failed 
 						failed.Add(1)
 					}
 					mu.Lock()
-					outcomes[g] = append(outcomes[g], o)
+					d.outcomes[g] = append(d.outcomes[g], o)
 					mu.Unlock()
 				},
 			})
 		}()
 	}
 	wg.Wait()
-	return outcomes
+	d.end = time.Now()
+	return d
 }

@@ -80,8 +80,7 @@ type series struct {
 // analyze computes the figures of a run.
 func analyze(rec *record) recycleResult {
 	r := recycleResult{
-		Mode: rec.cfg.mode(), Seconds: rec.end.Sub(rec.start).Seconds(), Failures: map[string]int{},
-		Groups: map[string]groupResult{}, LimitBytes: rec.cfg.Limit,
+		Mode: rec.cfg.mode(), Seconds: rec.end.Sub(rec.start).Seconds(), LimitBytes: rec.cfg.Limit,
 	}
 	inWindow := func(t time.Time) bool { return !t.Before(rec.start) && !t.After(rec.end) }
 
@@ -96,18 +95,13 @@ func analyze(rec *record) recycleResult {
 	}
 	r.Recycles = len(recycles)
 
-	var all, around []time.Duration
-	var ends []time.Time
-	for g, outcomes := range rec.outcomes {
-		gr, lat := tallyGroup(outcomes, r.Failures)
-		r.Groups[groupNames[g]] = gr
-		r.Requests, r.Failed, r.Retried = r.Requests+gr.Requests, r.Failed+gr.Failed, r.Retried+gr.Retried
-		all = append(all, lat...)
-		for i, o := range outcomes {
-			ends = append(ends, o.End)
-			if near(o.End, recycles, aroundWin) {
-				around = append(around, lat[i])
-			}
+	c := rec.count()
+	r.Requests, r.Failed, r.Retried, r.Failures, r.Groups = c.Requests, c.Failed, c.Retried, c.Failures, c.Groups
+	all, ends := c.latencies, c.ends
+	var around []time.Duration
+	for i, end := range ends {
+		if near(end, recycles, aroundWin) {
+			around = append(around, all[i])
 		}
 	}
 	l := summarize(all)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/memdrain/memdrain/bench/internal/eventlog"
 	"github.com/memdrain/memdrain/cluster"
-	"github.com/memdrain/memdrain/internal/loadgen"
 )
 
 // The recycling part runs the subject as a cluster of leaking workers and
@@ -58,8 +57,7 @@ type rssSample struct {
 // record is everything one run observed.
 type record struct {
 	cfg        loadConfig
-	start, end time.Time // the load's window
-	outcomes   [2][]loadgen.Outcome
+	driven     // the load: its window and every outcome
 	events     []eventlog.Event
 	samples    []rssSample
 	peaks      map[int]workerPeak // by pid
@@ -157,9 +155,7 @@ func runRecycle(ctx context.Context, bin string, cfg loadConfig, prog *progress)
 		return fmt.Sprintf("%d requests, %d failed, %d recycles", requests.Load(), failed.Load(), recycles)
 	})
 	url := fmt.Sprintf("http://%s/work?ms=%d&leak=%d", addr, cfg.WorkMillis, cfg.LeakKiB)
-	rec.start = time.Now()
-	rec.outcomes = driveHalves(loadCtx, url, cfg.Clients, &requests, &failed)
-	rec.end = time.Now()
+	rec.driven = driveHalves(loadCtx, url, cfg.Clients, &requests, &failed)
 	stopProg()
 	cpu1, cpuErr := cpuTime(proc.pid)
 	rec.masterCPU = cpu1 - cpu0
