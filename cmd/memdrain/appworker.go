@@ -155,15 +155,10 @@ func (a *appWorker) serve() {
 		a.l.proxy.Add(a.pid, a.addr)
 		a.w.Ready()
 		go a.watchHealth()
-		select {
-		case <-draining:
-		case <-a.exited:
-		}
-	} else {
-		select {
-		case <-draining:
-		case <-a.exited:
-		}
+	} // else the supervisor drains or kills it (ReadyTimeout)
+	select {
+	case <-draining:
+	case <-a.exited:
 	}
 	if isClosed(a.exited) {
 		return // crashed or killed: Wait took it out of the proxy
