@@ -126,7 +126,8 @@ func runPM2Part(ctx context.Context, cfg pm2Config, tmp string, prog *progress) 
 		}
 	}
 	prog.note("pm2: building cmd/memdrain")
-	bin, err := buildPackage(ctx, tmp, "github.com/memdrain/memdrain/cmd/memdrain", "memdrain")
+	// The command is a module of its own, beside the harness's.
+	bin, err := buildPackage(ctx, tmp, "../cmd/memdrain", "github.com/memdrain/memdrain/cmd/memdrain", "memdrain")
 	if err != nil {
 		return nil, err
 	}

@@ -24,19 +24,21 @@ import (
 
 // buildSubject builds the subject into dir and returns the binary's path.
 func buildSubject(ctx context.Context, dir string) (string, error) {
-	return buildPackage(ctx, dir, subjectPackage, "memdrain-subject")
+	return buildPackage(ctx, dir, "", subjectPackage, "memdrain-subject")
 }
 
-// buildPackage builds the package at path pkg into dir/name, from the
-// harness's module (which replaces memdrain with the checkout above it),
-// and returns the binary's path.
-func buildPackage(ctx context.Context, dir, pkg, name string) (string, error) {
+// buildPackage builds the package at path pkg into dir/name, in the module
+// at moduleDir ("" for the harness's own, which replaces memdrain with the
+// checkout above it), and returns the binary's path.
+func buildPackage(ctx context.Context, dir, moduleDir, pkg, name string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("the go tool is needed to build %s: %w", pkg, err)
 	}
 	bin := filepath.Join(dir, name)
-	out, err := exec.CommandContext(ctx, goTool, "build", "-o", bin, pkg).CombinedOutput()
+	build := exec.CommandContext(ctx, goTool, "build", "-o", bin, pkg)
+	build.Dir = moduleDir
+	out, err := build.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("building %s (run the harness inside bench/): %w\n%s", pkg, err, out)
 	}
