@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/memdrain/memdrain/internal/gobuild"
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -95,4 +96,10 @@ func TestTheDemoRecyclesWithoutLosingARequest(t *testing.T) {
 	assert.Regexp(t, `failed +0\n`, summary)
 	assert.Regexp(t, `recycles +[1-9]\d* \(`, summary)
 	assert.Regexp(t, `requests +[1-9]`, summary)
+}
+
+// The example's unit file in deploy/systemd passes systemd's own check,
+// with no warning, once the example is at the path it names.
+func TestSystemdUnitVerifies(t *testing.T) {
+	testkit.VerifyUnit(t, filepath.Join("..", "deploy", "systemd", "memdrain-example.service"), "/usr/local/bin/memdrain-example", gobuild.Here(t))
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/memdrain/memdrain/internal/proxy"
 	"github.com/memdrain/memdrain/internal/systemd"
 	"github.com/memdrain/memdrain/memory"
+	"github.com/memdrain/memdrain/metrics"
 )
 
 // runCommand is memdrain run. Its exit code is 0 after a shutdown by
@@ -50,11 +51,22 @@ func runCommand(args []string) int {
 		fmt.Fprintf(os.Stderr, "memdrain: %v\n", err)
 		return 2
 	}
+	var metricsLn net.Listener // nil without --metrics
+	if o.metrics != "" {
+		if metricsLn, err = listenaddr.Listen(o.metrics); err != nil {
+			closeAll(listeners)
+			fmt.Fprintf(os.Stderr, "memdrain: --metrics %s: %v\n", o.metrics, err)
+			return 2
+		}
+	}
 	l := newLauncher(o, exe, log)
 	// The proxy's own log is its errors; the supervisor reports the drains.
 	proxyLog := slog.New(newHandler(o.logFormat, slog.LevelWarn))
+	// The metrics cost a counter and a histogram a request: they are kept
+	// whether served or not, which keeps one path through the front.
+	front := newFrontMetrics()
 	p := proxy.New(proxy.Options{QueueTimeout: o.queueTimeout, QueueLimit: o.queueLimit, RequestTimeout: o.requestTimeout,
-		OnTimeout: l.onTimeout, OnUnreachable: l.onUnreachable, Log: proxyLog})
+		OnTimeout: l.onTimeout, OnUnreachable: l.onUnreachable, OnQueueWait: front.queueWait, Log: proxyLog})
 	defer p.Close()
 	l.proxy = p
 
@@ -67,18 +79,33 @@ func runCommand(args []string) int {
 		base = memory.RSS
 	}
 	cfg.Sampler = treeSampler{base: base}
+	sup := metrics.New(cfg)
+	cfg.OnEvent = sup.OnEvent(cfg.OnEvent)
 	c, err := cluster.New(cfg)
 	if err != nil {
-		for _, ln := range listeners {
-			ln.Close()
-		}
+		closeAll(append(listeners, metricsLn))
 		fmt.Fprintf(os.Stderr, "memdrain: %v\n", flagNames(err))
 		return 2
+	}
+	if o.pidFile != "" {
+		remove, err := writePidFile(o.pidFile)
+		if err != nil {
+			closeAll(append(listeners, metricsLn))
+			fmt.Fprintf(os.Stderr, "memdrain: %v\n", err)
+			return 2
+		}
+		defer remove()
+	}
+	sup.Watch(c)
+	metricsAt := "" // where /metrics is served, for the log
+	if metricsLn != nil {
+		defer serveMetrics(metricsLn, sup, front, p, log)()
+		metricsAt = metricsLn.Addr().String() + "/metrics"
 	}
 
 	l.cfg = c.Config() // the timeouts, with their defaults
 
-	srv := &http.Server{Handler: p, Protocols: new(http.Protocols), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: front.instrument(p), Protocols: new(http.Protocols), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	for _, ln := range listeners {
@@ -88,7 +115,8 @@ func runCommand(args []string) int {
 	for i, ln := range listeners {
 		addrs[i] = ln.Addr().String()
 	}
-	log.Info("memdrain listening", "listen", strings.Join(addrs, ","), "control", cfg.Control, "command", strings.Join(o.command, " "))
+	log.Info("memdrain listening", "listen", strings.Join(addrs, ","), "control", cfg.Control, "metrics", metricsAt,
+		"pid_file", o.pidFile, "command", strings.Join(o.command, " "))
 
 	// Signals are the supervisor's (cluster.Run): SIGTERM or SIGINT drains
 	// every worker, and the first drain for a signal stops the front (see
@@ -112,6 +140,15 @@ func runCommand(args []string) int {
 	return 0
 }
 
+// closeAll closes each listener that is not nil.
+func closeAll(listeners []net.Listener) {
+	for _, ln := range listeners {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
 // listen returns the sockets systemd passed (socket activation), ordered
 // by the --listen addresses if they were given, or else opens every
 // --listen address, or says which one it could not.
@@ -127,9 +164,7 @@ func listen(o options, log *slog.Logger) ([]net.Listener, error) {
 	for _, addr := range o.listen {
 		ln, err := listenaddr.Listen(addr)
 		if err != nil {
-			for _, ln := range listeners {
-				ln.Close()
-			}
+			closeAll(listeners)
 			return nil, fmt.Errorf("--listen %s: %w", addr, err)
 		}
 		listeners = append(listeners, ln)

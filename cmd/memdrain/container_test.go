@@ -88,7 +88,7 @@ func TestMaxMemoryDefaultsToTheCgroupsShare(t *testing.T) {
 		return false
 	})
 	m.waitReady(t, 2)
-	loadUntilRecycled(t, m, 3)
+	loadUntilRecycled(t, m, 3, nil)
 	m.stop(t)
 	t.Logf("peak %s of %d", cg.Read(t, cg.PeakFile), 640<<20)
 	if oom := cg.Read(t, cg.OOMFile); !strings.Contains(oom, "oom_kill 0") {

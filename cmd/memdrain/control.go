@@ -11,6 +11,7 @@ import (
 	"io"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -22,9 +23,12 @@ import (
 // controlWait bounds a command's exchange with the master.
 const controlWait = 10 * time.Second
 
-// defaultControl is the control socket when none is named:
-// $XDG_RUNTIME_DIR/memdrain.sock, or none without XDG_RUNTIME_DIR.
-func defaultControl(lookup func(string) (string, bool)) string {
+// defaultControl is the control socket when none is named: beside the pid
+// file if there is one, else $XDG_RUNTIME_DIR/memdrain.sock, or none.
+func defaultControl(pidFile string, lookup func(string) (string, bool)) string {
+	if pidFile != "" {
+		return controlBesidePidFile(pidFile)
+	}
 	if dir, ok := lookup("XDG_RUNTIME_DIR"); ok && dir != "" {
 		return filepath.Join(dir, "memdrain.sock")
 	}
@@ -37,16 +41,17 @@ func defaultControl(lookup func(string) (string, bool)) string {
 func controlCommand(name string, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("memdrain "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	control := fs.String("control", "", "the master's control socket (MEMDRAIN_CONTROL; default $XDG_RUNTIME_DIR/memdrain.sock)")
+	control := fs.String("control", "", "the master's control socket (MEMDRAIN_CONTROL; default: beside --pid-file, else $XDG_RUNTIME_DIR/memdrain.sock)")
+	pidFile := fs.String("pid-file", "", "the master's --pid-file, beside which its control socket is (MEMDRAIN_PID_FILE)")
 	asJSON := false
 	if name == "status" {
 		fs.BoolVar(&asJSON, "json", false, "print the status as JSON, for scripts")
 	}
 	usageLine := map[string]string{
-		"status":  "memdrain status [--json] [--control PATH]",
-		"reload":  "memdrain reload [--control PATH]",
-		"stop":    "memdrain stop [--control PATH]",
-		"recycle": "memdrain recycle N [--control PATH]",
+		"status":  "memdrain status [--json] [--control PATH | --pid-file PATH]",
+		"reload":  "memdrain reload [--control PATH | --pid-file PATH]",
+		"stop":    "memdrain stop [--control PATH | --pid-file PATH]",
+		"recycle": "memdrain recycle N [--control PATH | --pid-file PATH]",
 	}[name]
 	bad := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "memdrain %s: %s\nusage: %s\n", name, fmt.Sprintf(format, a...), usageLine)
@@ -87,11 +92,14 @@ func controlCommand(name string, args []string, lookup func(string) (string, boo
 		if v, ok := lookup("MEMDRAIN_CONTROL"); ok && v != "" {
 			path = v
 		} else {
-			path = defaultControl(lookup)
+			if *pidFile == "" {
+				*pidFile, _ = lookup("MEMDRAIN_PID_FILE")
+			}
+			path = defaultControl(strings.TrimSpace(*pidFile), lookup)
 		}
 	}
 	if path == "" {
-		fmt.Fprintf(stderr, "memdrain %s: no control socket named: pass --control PATH (the path memdrain run printed at start, set there with --control), or set MEMDRAIN_CONTROL or XDG_RUNTIME_DIR\n", name)
+		fmt.Fprintf(stderr, "memdrain %s: no control socket named: pass --control PATH (the path memdrain run printed at start), or --pid-file PATH (memdrain run's), or set MEMDRAIN_CONTROL, MEMDRAIN_PID_FILE or XDG_RUNTIME_DIR\n", name)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlWait)

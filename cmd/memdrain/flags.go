@@ -31,6 +31,8 @@ type options struct {
 	queueLimit     int
 	requestTimeout time.Duration
 	logFormat      string
+	metrics        string // the address of /metrics; "" for none
+	pidFile        string // "" for none
 	// memoryGiven: a flag or variable set MaxMemory, HardMemory or
 	// TotalMemory, even to 0; otherwise MaxMemory comes from the cgroup's
 	// limit (containerMaxMemory).
@@ -113,7 +115,7 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 		o.listen = []string{defaultListen}
 	}
 	if !o.controlSet && o.cluster.Control == "" {
-		o.cluster.Control = defaultControl(lookup)
+		o.cluster.Control = defaultControl(o.pidFile, lookup)
 	}
 	return o, nil
 }
@@ -140,8 +142,19 @@ func newFlagSet(o *options) *flag.FlagSet {
 		o.listen = append(o.listen, v)
 		return nil
 	})
-	fs.Func("control", `the control socket, for memdrain status, reload, stop and recycle; "" for none (MEMDRAIN_CONTROL; default $XDG_RUNTIME_DIR/memdrain.sock when XDG_RUNTIME_DIR is set, else none)`, func(v string) error {
+	fs.Func("control", `the control socket, for memdrain status, reload, stop and recycle; "" for none (MEMDRAIN_CONTROL; default: beside --pid-file, else $XDG_RUNTIME_DIR/memdrain.sock, else none)`, func(v string) error {
 		c.Control, o.controlSet = v, true
+		return nil
+	})
+	fs.Func("pid-file", "write memdrain's pid to this file while it runs; the control socket defaults to the same path with .sock for .pid (MEMDRAIN_PID_FILE; default none)", func(v string) error {
+		if problem, ok := checkPidFile(v); !ok {
+			return errors.New(problem)
+		}
+		o.pidFile = v
+		return nil
+	})
+	fs.Func("metrics", `serve Prometheus metrics at /metrics on this address: "host:port" such as 127.0.0.1:9100, or "unix:/path" (MEMDRAIN_METRICS; default none: nothing listens)`, func(v string) error {
+		o.metrics = v
 		return nil
 	})
 	intFlag(fs, "workers", &c.Workers, "worker processes (MEMDRAIN_WORKERS; default: one per CPU)")
@@ -306,6 +319,23 @@ var commandVars = []envvar.Var[options]{
 	envvar.DurationVar("MEMDRAIN_QUEUE_TIMEOUT", "queueTimeout", func(o *options) *time.Duration { return &o.queueTimeout }, "s", "no wait: 503 at once"),
 	envvar.CountVar("MEMDRAIN_QUEUE_LIMIT", "queueLimit", func(o *options) *int { return &o.queueLimit }, "no queue"),
 	envvar.DurationVar("MEMDRAIN_REQUEST_TIMEOUT", "requestTimeout", func(o *options) *time.Duration { return &o.requestTimeout }, "s", "off"),
+	{
+		Name: "MEMDRAIN_PID_FILE", Field: "pidFile", Accepted: "the path of a file", Example: "/run/app/memdrain.pid",
+		Set: func(o *options, v string) (string, bool) {
+			problem, ok := checkPidFile(v)
+			if ok {
+				o.pidFile = v
+			}
+			return problem, ok
+		},
+	},
+	{
+		Name: "MEMDRAIN_METRICS", Field: "metrics", Accepted: `"host:port" or "unix:/path"`, Example: "127.0.0.1:9100",
+		Set: func(o *options, v string) (string, bool) {
+			o.metrics = v
+			return "", true
+		},
+	},
 	{
 		Name: "MEMDRAIN_LOG_FORMAT", Field: "logFormat", Accepted: "text or json", Example: "json",
 		Set: func(o *options, v string) (string, bool) {

@@ -65,8 +65,10 @@ func recycles(logs []logLine) int {
 
 // loadUntilRecycled drives GET and POST, on kept-alive and on new
 // connections, at memdrain until at least n workers were recycled for
-// memory, and checks that no request failed and none was retried.
-func loadUntilRecycled(t *testing.T, m *instance, n int) {
+// memory, and checks that no request failed and none was retried. It
+// calls during, if not nil, after the n recycles, the load still running;
+// it returns the number of requests answered.
+func loadUntilRecycled(t *testing.T, m *instance, n int, during func()) int {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -89,17 +91,23 @@ func loadUntilRecycled(t *testing.T, m *instance, n int) {
 	wait, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := m.await(wait, func(logs []logLine, _ string) bool { return recycles(logs) >= n })
+	if err == nil && during != nil {
+		during()
+	}
 	stop()
 	wg.Wait()
 	if err != nil {
 		t.Fatalf("fewer than %d memory recycles: %v", n, err)
 	}
+	answered := 0
 	for i, r := range results {
 		t.Logf("load %d: %v", i, r)
 		if r.Requests == 0 || r.Failed != 0 || r.Retried != 0 {
 			t.Errorf("load %d: %v; want requests, none failed, none retried", i, r)
 		}
+		answered += r.Requests - r.Failed
 	}
+	return answered
 }
 
 // stop sends SIGTERM and wants exit status 0.
@@ -129,7 +137,7 @@ func TestNodeRecycledWithoutLoss(t *testing.T) {
 			dir := writeApp(t, "app.js", leakyNode)
 			m := start(t, dir, []string{"--workers", "2", "--max-memory", "120Mi"}, tc.command...)
 			m.waitReady(t, 2)
-			loadUntilRecycled(t, m, 5)
+			loadUntilRecycled(t, m, 5, nil)
 			m.stop(t)
 		})
 	}
@@ -140,6 +148,6 @@ func TestPythonRecycledWithoutLoss(t *testing.T) {
 	dir := writeApp(t, "app.py", leakyPython)
 	m := start(t, dir, []string{"--workers", "2", "--max-memory", "60Mi"}, "python3", "app.py")
 	m.waitReady(t, 2)
-	loadUntilRecycled(t, m, 3)
+	loadUntilRecycled(t, m, 3, nil)
 	m.stop(t)
 }

@@ -62,6 +62,12 @@ type Options struct {
 	// its listener and should be replaced. It is called in a request's
 	// goroutine and should not block. Nil: only logged.
 	OnUnreachable func(id int)
+	// OnQueueWait, when set, is called once for each request that waited
+	// in the queue, as its wait ends, with how long it waited and whether
+	// a backend then took it (false: it was answered 503, or its client
+	// went away). It is called in the request's goroutine and should not
+	// block. A request that found a ready backend at once never waited.
+	OnQueueWait func(wait time.Duration, served bool)
 	// Log receives the proxy's errors, each request's at most once, with
 	// the backend's id. Nil means slog.Default().
 	Log *slog.Logger
@@ -148,6 +154,14 @@ func (p *Proxy) Stats(id int) (inFlight int, served uint64) {
 		return 0, 0
 	}
 	return b.ctl.InFlight(), b.served
+}
+
+// QueueLen returns the number of requests waiting in the queue for a
+// ready backend.
+func (p *Proxy) QueueLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queue.Len()
 }
 
 // Close is for shutdown: requests waiting in the queue are answered 503 at

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"container/list"
 	"errors"
 	"net/http"
 	"time"
@@ -45,6 +46,17 @@ func (p *Proxy) acquire(r *http.Request) (*backend, error) {
 		hook()
 	}
 
+	start := time.Now()
+	b, err := p.await(r, w, elem)
+	if on := p.opts.OnQueueWait; on != nil {
+		on(time.Since(start), err == nil)
+	}
+	return b, err
+}
+
+// await waits for the queued request r, whose waiter is w at elem, to be
+// handed a backend, or for its wait to end without one.
+func (p *Proxy) await(r *http.Request, w *waiter, elem *list.Element) (*backend, error) {
 	timer := time.NewTimer(p.opts.QueueTimeout)
 	defer timer.Stop()
 	var err error

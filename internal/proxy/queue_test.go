@@ -71,3 +71,57 @@ func TestQueueFullAndClose(t *testing.T) {
 		t.Fatalf("request after Close with no backend: %+v; want 503", r)
 	}
 }
+
+// QueueLen counts the waiting requests, and OnQueueWait is told of each
+// wait as it ends, served or not; a request served at once never waited.
+func TestQueueLenAndWaits(t *testing.T) {
+	type queueWait struct {
+		wait   time.Duration
+		served bool
+	}
+	waits := make(chan queueWait, 8)
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnQueueWait: func(d time.Duration, served bool) {
+		waits <- queueWait{d, served}
+	}})
+	queued := e.queuedEvents()
+	results := make(chan result, 2)
+	for range 2 {
+		go func() { results <- e.get("/") }()
+	}
+	for range 2 {
+		recv(t, queued, "a request to queue")
+	}
+	if n := e.p.QueueLen(); n != 2 {
+		t.Fatalf("QueueLen with 2 requests waiting: %d", n)
+	}
+	a := e.backend(1, "a")
+	e.p.Add(a.id, a.addr())
+	for range 2 {
+		recv(t, results, "a queued request")
+		if w := recv(t, waits, "a queue wait"); !w.served || w.wait <= 0 {
+			t.Fatalf("wait of a queued request that was served: %+v", w)
+		}
+	}
+	if n := e.p.QueueLen(); n != 0 {
+		t.Fatalf("QueueLen once the queue was served: %d", n)
+	}
+	if r := e.get("/"); r.status != 200 {
+		t.Fatalf("request with a ready backend: %+v", r)
+	}
+	select {
+	case w := <-waits:
+		t.Fatalf("a request served at once reported a queue wait: %+v", w)
+	default:
+	}
+
+	e.p.Drain(a.id)
+	refused := e.goGet("/")
+	recv(t, queued, "a request to queue after the drain")
+	e.p.Close()
+	if r := recv(t, refused, "the queued request after Close"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("queued request after Close: %+v; want 503", r)
+	}
+	if w := recv(t, waits, "the wait of a refused request"); w.served {
+		t.Fatalf("a request answered 503 reported served: %+v", w)
+	}
+}
