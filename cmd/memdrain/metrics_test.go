@@ -129,7 +129,9 @@ func TestMetricsDuringRecycles(t *testing.T) {
 		}
 	}
 	want(t, after, `memdrain_http_request_duration_seconds_count`, "every request counted",
-		func(v float64) bool { return v == after[`memdrain_http_requests_total{code="200"}`]+after[`memdrain_http_requests_total{code="499"}`] })
+		func(v float64) bool {
+			return v == after[`memdrain_http_requests_total{code="200"}`]+after[`memdrain_http_requests_total{code="499"}`]
+		})
 
 	if _, errOut, code := memdrainCtl(t, "stop", "--pid-file", pidFile); code != 0 {
 		t.Fatalf("memdrain stop --pid-file exited %d: %s", code, errOut)
