@@ -37,3 +37,35 @@ func TestREADMEGoIsCompiled(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEDeployFilesAreQuoted: every line of the README's unit file
+// and manifest excerpts (its ini and yaml blocks) is a line of a file in
+// deploy/, so the README cannot show a setting the files lost.
+func TestREADMEDeployFilesAreQuoted(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("../deploy/*/*")
+	lines := make(map[string]bool)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			lines[strings.TrimSpace(l)] = true
+		}
+	}
+	blocks := regexp.MustCompile("(?s)```(?:ini|yaml)\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
+	if len(blocks) < 3 {
+		t.Fatalf("the README has %d ini or yaml blocks; want the two units and the manifest", len(blocks))
+	}
+	for _, b := range blocks {
+		for _, l := range strings.Split(strings.TrimSpace(b[1]), "\n") {
+			if !lines[strings.TrimSpace(l)] {
+				t.Errorf("the README shows %q, which no file in deploy/ has", l)
+			}
+		}
+	}
+}
