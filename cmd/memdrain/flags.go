@@ -86,7 +86,8 @@ func parseOptions(args []string, lookup func(string) (string, bool)) (options, e
 	}
 	o.listen, cfg.Listen = cfg.Listen, nil
 	o.cluster = cfg
-	if o, err = envvar.Read("memdrain", o, commandVars, lookup); err != nil {
+	// No prefix: the caller's "memdrain: " says whose variables they are.
+	if o, err = envvar.Read("", o, commandVars, lookup); err != nil {
 		return o, err
 	}
 	fs := newFlagSet(&o)

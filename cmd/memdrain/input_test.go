@@ -32,6 +32,9 @@ func TestBadInputs(t *testing.T) {
 		{"bad duration", []string{"run", "--drain-timeout", "30", "--", "node", "app.js"}, `invalid value "30" for flag -drain-timeout: a number without a unit; did you mean "30s"?`},
 		{"bad signal", []string{"run", "--stop-signal", "STOP", "--", "node", "app.js"}, `invalid value "STOP" for flag -stop-signal: accepted: TERM, INT`},
 		{"hard below max", []string{"run", "--max-memory", "200Mi", "--hard-memory", "100Mi", "--", "node", "app.js"}, `--hard-memory is 100MiB; accepted:`},
+		{"pid file in no directory", []string{"run", "--pid-file", "/nonexistent-memdrain/app.pid", "--", "node", "app.js"}, "--pid-file /nonexistent-memdrain/app.pid: cannot write in /nonexistent-memdrain: no such file or directory"},
+		{"pid file a directory", []string{"run", "--pid-file", "/tmp/", "--", "node", "app.js"}, `invalid value "/tmp/" for flag -pid-file: accepted: the path of a file`},
+		{"metrics address", []string{"run", "--metrics", "nonsense", "--", "node", "app.js"}, "--metrics nonsense: listen tcp: address nonsense: missing port in address"},
 		{"port in use", []string{"run", "--listen", held.Addr().String(), "--", "node", "app.js"}, "--listen " + held.Addr().String() + ": listen tcp " + held.Addr().String() + ": bind: address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,6 +47,22 @@ func TestBadInputs(t *testing.T) {
 				t.Errorf("output:\n%s\nwant it to contain %q", out, tc.want)
 			}
 		})
+	}
+}
+
+// A bad variable of the command's own is named once, with what is
+// accepted: runCommand adds "memdrain: ", and parseOptions none of its own.
+func TestBadVariables(t *testing.T) {
+	for _, tc := range []struct{ name, value, want string }{
+		{"MEMDRAIN_QUEUE_LIMIT", "abc", `MEMDRAIN_QUEUE_LIMIT="abc": accepted: a whole number`},
+		{"MEMDRAIN_PID_FILE", "abc/", `MEMDRAIN_PID_FILE="abc/": accepted: the path of a file`},
+	} {
+		_, err := parseOptions([]string{"--", "node"}, func(k string) (string, bool) {
+			return tc.value, k == tc.name
+		})
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("%s=%q: %v; want an error starting %q", tc.name, tc.value, err, tc.want)
+		}
 	}
 }
 

@@ -61,23 +61,28 @@ func (m *frontMetrics) queueWait(d time.Duration, served bool) {
 	m.queueWaits.WithLabelValues(outcome).Observe(d.Seconds())
 }
 
-// instrument counts and times each request next serves.
+// instrument counts and times each request next serves. It counts in a
+// defer, so that a response the proxy aborts (panicking with
+// http.ErrAbortHandler when the worker fails after its header) is counted
+// too, under the code it had begun with.
 func (m *frontMetrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			code := sw.code
+			switch {
+			case code == 0:
+				code = http.StatusOK // what net/http sends for a handler that wrote nothing
+			case code == http.StatusBadGateway && r.Context().Err() != nil:
+				// Before ServeHTTP returns, the context ends only when the
+				// client goes: the proxy's 502 then went to nobody.
+				code = 499
+			}
+			m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+			m.duration.Observe(time.Since(start).Seconds())
+		}()
 		next.ServeHTTP(sw, r)
-		code := sw.code
-		switch {
-		case code == 0:
-			code = http.StatusOK // what net/http sends for a handler that wrote nothing
-		case code == http.StatusBadGateway && r.Context().Err() != nil:
-			// Before ServeHTTP returns, the context ends only when the
-			// client goes: the proxy's 502 then went to nobody.
-			code = 499
-		}
-		m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
-		m.duration.Observe(time.Since(start).Seconds())
 	})
 }
 

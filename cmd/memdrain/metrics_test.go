@@ -176,8 +176,9 @@ func TestPidFileAndMetricsAddressInUse(t *testing.T) {
 
 // The front counts each response under its final status code: 200 for a
 // handler that wrote nothing, the code after an informational 1xx, 101 for
-// an Upgrade (whose answer is written on the hijacked connection), and
-// 499 for the proxy's 502 to a client that had gone.
+// an Upgrade (whose answer is written on the hijacked connection), 499
+// for the proxy's 502 to a client that had gone, and its own code for a
+// response aborted after its header, as the proxy aborts one.
 func TestFrontCountsStatusCodes(t *testing.T) {
 	front := newFrontMetrics()
 	started := make(chan struct{}, 1)
@@ -202,11 +203,19 @@ func TestFrontCountsStatusCodes(t *testing.T) {
 		<-r.Context().Done()
 		w.WriteHeader(http.StatusBadGateway)
 	})
-	finished := make(chan string, 4)
+	mux.HandleFunc("/abort", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write([]byte("the beginning"))
+		// Sent, so that the client sees a response cut, not a connection
+		// closed before any answer, which its Transport would retry.
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	finished := make(chan string, 5)
 	instrumented := front.instrument(mux)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { finished <- r.URL.Path }()
 		instrumented.ServeHTTP(w, r)
-		finished <- r.URL.Path
 	}))
 	defer srv.Close()
 	recvPath := func(path string) {
@@ -221,12 +230,14 @@ func TestFrontCountsStatusCodes(t *testing.T) {
 		}
 	}
 
-	for _, path := range []string{"/nothing", "/early-hints"} {
+	for _, path := range []string{"/nothing", "/early-hints", "/abort"} {
 		resp, err := http.Get(srv.URL + path)
-		if err != nil {
+		if err == nil {
+			io.Copy(io.Discard, resp.Body) // /abort's fails: the response was cut
+			resp.Body.Close()
+		} else if path != "/abort" {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
 		recvPath(path)
 	}
 
@@ -264,7 +275,7 @@ func TestFrontCountsStatusCodes(t *testing.T) {
 	}
 	recvPath("/gone")
 
-	for code, n := range map[string]float64{"200": 1, "404": 1, "101": 1, "499": 1, "103": 0, "502": 0} {
+	for code, n := range map[string]float64{"200": 1, "404": 1, "206": 1, "101": 1, "499": 1, "103": 0, "502": 0} {
 		var m dto.Metric
 		if err := front.requests.WithLabelValues(code).Write(&m); err != nil {
 			t.Fatal(err)
@@ -274,7 +285,7 @@ func TestFrontCountsStatusCodes(t *testing.T) {
 		}
 	}
 	var m dto.Metric
-	if err := front.duration.Write(&m); err != nil || m.GetHistogram().GetSampleCount() != 4 {
-		t.Errorf("memdrain_http_request_duration_seconds counted %d requests (%v); want 4", m.GetHistogram().GetSampleCount(), err)
+	if err := front.duration.Write(&m); err != nil || m.GetHistogram().GetSampleCount() != 5 {
+		t.Errorf("memdrain_http_request_duration_seconds counted %d requests (%v); want 5", m.GetHistogram().GetSampleCount(), err)
 	}
 }

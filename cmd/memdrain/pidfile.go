@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,9 +38,14 @@ func writePidFile(path string) (remove func(), err error) {
 		return nil, fmt.Errorf("--pid-file %s: process %d, which it names, still runs: stop that memdrain first, or choose another file (remove this one if %d is not memdrain)", path, old, old)
 	}
 	pid := strconv.Itoa(os.Getpid())
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
-		return nil, fmt.Errorf("--pid-file %s: %w", path, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // its path is the temporary file's, which the user never named
+		}
+		return nil, fmt.Errorf("--pid-file %s: cannot write in %s: %w", path, dir, err)
 	}
 	_, werr := tmp.WriteString(pid + "\n")
 	if err := errors.Join(werr, tmp.Chmod(0o644), tmp.Close()); err != nil {

@@ -35,8 +35,8 @@ type Var[T any] struct {
 
 // Read returns base with each of vars that lookup finds set and not empty
 // applied to it, in order. It reports every variable it cannot use, joined
-// with errors.Join, each error starting with pkg ("cluster", "drain"); on
-// an error it returns base unchanged.
+// with errors.Join, each error starting with pkg ("cluster", "drain"; ""
+// for none); on an error it returns base unchanged.
 func Read[T any](pkg string, base T, vars []Var[T], lookup func(string) (string, bool)) (T, error) {
 	get := func(name string) (string, bool) {
 		v, ok := lookup(name)
@@ -65,16 +65,20 @@ func Read[T any](pkg string, base T, vars []Var[T], lookup func(string) (string,
 	return c, nil
 }
 
-// Error returns the error Read reports for the value v of e.
+// Error returns the error Read reports for the value v of e, starting
+// with pkg and a colon unless pkg is empty.
 func (e Var[T]) Error(pkg, v, problem string) error {
+	if pkg != "" {
+		pkg += ": "
+	}
 	switch {
 	case problem == "":
-		return fmt.Errorf("%s: %s=%q: accepted: %s", pkg, e.Name, v, e.Accepted)
+		return fmt.Errorf("%s%s=%q: accepted: %s", pkg, e.Name, v, e.Accepted)
 	case strings.Contains(problem, "accepted:"):
 		// drain's parsers already list what they accept, more precisely.
-		return fmt.Errorf("%s: %s=%q: %s", pkg, e.Name, v, problem)
+		return fmt.Errorf("%s%s=%q: %s", pkg, e.Name, v, problem)
 	default:
-		return fmt.Errorf("%s: %s=%q: %s; accepted: %s", pkg, e.Name, v, problem, e.Accepted)
+		return fmt.Errorf("%s%s=%q: %s; accepted: %s", pkg, e.Name, v, problem, e.Accepted)
 	}
 }
 
