@@ -43,9 +43,9 @@ func run(args []string) int {
 }
 
 const usage = `usage: memdrain run [flags] -- COMMAND [ARGS...]
-       memdrain status [--json] [--control PATH]
-       memdrain reload|stop [--control PATH]
-       memdrain recycle N [--control PATH]
+       memdrain status [--json] [--control PATH | --pid-file PATH]
+       memdrain reload|stop [--control PATH | --pid-file PATH]
+       memdrain recycle N [--control PATH | --pid-file PATH]
 
 Runs COMMAND as --workers worker processes behind a proxy listening on
 --listen, each with PORT set to a loopback port of its own, and replaces a
