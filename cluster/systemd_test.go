@@ -9,90 +9,16 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// notifySocket is a unixgram socket standing in for systemd's
-// NOTIFY_SOCKET: every datagram it receives arrives on msgs.
-type notifySocket struct {
-	t    *testing.T
-	path string
-	msgs chan string
-	seen []string // every message taken from msgs, in order
-}
-
-func newNotifySocket(t *testing.T) *notifySocket {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	require.NoError(t, err)
-	n := &notifySocket{t: t, path: path, msgs: make(chan string, 1000)}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 4096)
-		for {
-			k, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			select {
-			case n.msgs <- string(buf[:k]):
-			default: // the test stopped reading; the master must not care
-			}
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return n
-}
-
-// waitFor returns the next message that contains field (a line such as
-// "READY=1"), keeping every message seen.
-func (n *notifySocket) waitFor(field string) string {
-	n.t.Helper()
-	deadline := time.After(waitLimit)
-	for {
-		select {
-		case msg := <-n.msgs:
-			n.seen = append(n.seen, msg)
-			if hasField(msg, field) {
-				return msg
-			}
-		case <-deadline:
-			n.t.Fatalf("no %s from the master within %v; got %q", field, waitLimit, n.seen)
-		}
-	}
-}
-
-func hasField(msg, field string) bool {
-	for _, line := range strings.Split(msg, "\n") {
-		if line == field {
-			return true
-		}
-	}
-	return false
-}
-
-// lifecycle returns the READY, RELOADING and STOPPING messages seen, in order.
-func (n *notifySocket) lifecycle() []string {
-	var out []string
-	for _, msg := range n.seen {
-		for _, f := range []string{"READY=1", "RELOADING=1", "STOPPING=1"} {
-			if hasField(msg, f) {
-				out = append(out, f)
-			}
-		}
-	}
-	return out
-}
 
 // startTestMaster starts cmd, a master (see testMaster), and returns its
 // output, line by line. It is killed at the end of the test if still running.
@@ -134,7 +60,7 @@ func waitLines(t *testing.T, lines *bufio.Scanner, prefix string, n int) {
 }
 
 func TestSystemdIsToldReadyReloadingReadyStoppingInOrder(t *testing.T) {
-	notify := newNotifySocket(t)
+	notify := testkit.NewNotifySocket(t)
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	ln := freeListener(t)
@@ -142,27 +68,25 @@ func TestSystemdIsToldReadyReloadingReadyStoppingInOrder(t *testing.T) {
 	ln.Close() // the master opens it itself
 	master := exec.Command(exe, "-test.run=^$")
 	master.Env = append(os.Environ(), "TEST_MASTER="+addr, noRaceExitSleep,
-		"NOTIFY_SOCKET="+notify.path, "WATCHDOG_USEC=100000", "WATCHDOG_PID=")
+		"NOTIFY_SOCKET="+notify.Path, "WATCHDOG_USEC=100000", "WATCHDOG_PID=")
 	lines := startTestMaster(t, master)
 
-	ready := notify.waitFor("READY=1")
+	ready := notify.WaitFor("READY=1")
 	assert.Contains(t, ready, "STATUS=2 workers serving", "READY=1 is sent once every worker serves")
-	notify.waitFor("WATCHDOG=1")
+	notify.WaitFor("WATCHDOG=1")
 	waitLines(t, lines, "ready ", 2)
 
 	require.NoError(t, master.Process.Signal(syscall.SIGHUP))
-	reloading := notify.waitFor("RELOADING=1")
+	reloading := notify.WaitFor("RELOADING=1")
 	assert.Regexp(t, regexp.MustCompile(`(?m)^MONOTONIC_USEC=[0-9]+$`), reloading)
-	reloaded := notify.waitFor("READY=1")
+	reloaded := notify.WaitFor("READY=1")
 	assert.Contains(t, reloaded, "2 recycles", "READY=1 after the reload comes once both workers were replaced")
 
 	require.NoError(t, master.Process.Signal(syscall.SIGTERM))
-	notify.waitFor("STOPPING=1")
+	notify.WaitFor("STOPPING=1")
 	require.NoError(t, master.Wait())
-	for len(notify.msgs) > 0 {
-		notify.seen = append(notify.seen, <-notify.msgs)
-	}
-	assert.Equal(t, []string{"READY=1", "RELOADING=1", "READY=1", "STOPPING=1"}, notify.lifecycle(), "messages: %q", notify.seen)
+	notify.TakeArrived()
+	assert.Equal(t, []string{"READY=1", "RELOADING=1", "READY=1", "STOPPING=1"}, notify.Lifecycle(), "messages: %q", notify.Seen)
 }
 
 func TestSystemdSocketActivationServesThePassedSocket(t *testing.T) {
@@ -205,8 +129,8 @@ func TestSystemdSocketActivationServesThePassedSocket(t *testing.T) {
 }
 
 func TestSystemdMalformedWatchdogUsecStopsRun(t *testing.T) {
-	notify := newNotifySocket(t)
-	t.Setenv("NOTIFY_SOCKET", notify.path)
+	notify := testkit.NewNotifySocket(t)
+	t.Setenv("NOTIFY_SOCKET", notify.Path)
 	t.Setenv("WATCHDOG_USEC", "10s")
 	c, err := New(Config{Listeners: []net.Listener{freeListener(t)}, Workers: 1})
 	require.NoError(t, err)

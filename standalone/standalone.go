@@ -103,6 +103,12 @@ type Options struct {
 // With opts.ProbeAddr (or ProbeListener) set, ListenAndServe also serves
 // ProbeHandler there, from before the first request until it returns.
 //
+// Under systemd with Type=notify (NOTIFY_SOCKET set), ListenAndServe sends
+// READY=1 once it listens, STOPPING=1 when the drain starts, and
+// WATCHDOG=1 every half WatchdogSec, each with a STATUS= line; a
+// NOTIFY_SOCKET or WATCHDOG_USEC it cannot use is an error, before
+// anything is served.
+//
 // The program must not call srv.Shutdown or srv.Close itself, nor run its
 // own signal.Notify-then-Shutdown code beside ListenAndServe: to stop on
 // its own terms it cancels ctx or calls c.Start. A Shutdown made before the
@@ -132,6 +138,11 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *drain.Controller, 
 			return drain.Result{}, err
 		}
 	}
+	notify, err := newNotifier()
+	if err != nil {
+		return drain.Result{}, err
+	}
+	defer notify.close()
 	probeLn, err := probeListener(opts)
 	if err != nil {
 		return drain.Result{}, err
@@ -190,6 +201,7 @@ func ListenAndServe(ctx context.Context, srv *http.Server, c *drain.Controller, 
 	if probeLn != nil {
 		defer serveProbes(c, probeLn, log)()
 	}
+	defer notify.run(c, ln.Addr().String(), log)()
 	result, err := drain.Serve(srv, c, ln)
 	stopWatch()
 	if werr := <-watchDone; werr != nil && err == nil {

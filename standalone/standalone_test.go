@@ -58,6 +58,21 @@ func TestListenAndServeChild(t *testing.T) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "notify":
+		// Under systemd's Type=notify: NOTIFY_SOCKET is set by the test.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Println("listen:", err)
+			os.Exit(2)
+		}
+		fmt.Println(ln.Addr().String())
+		c, _ := drain.New(drain.Config{Logger: quiet})
+		res, err := ListenAndServe(context.Background(), &http.Server{Handler: testkit.Tagged("notify")}, c, Options{Listener: ln, Logger: quiet})
+		if err != nil {
+			fmt.Println("returned:", res.Reason, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "cgroup-leak":
 		leakInCgroup()
 	}
