@@ -38,34 +38,52 @@ func TestREADMEGoIsCompiled(t *testing.T) {
 	}
 }
 
-// TestREADMEDeployFilesAreQuoted: every line of the README's unit file
-// and manifest excerpts (its ini and yaml blocks) is a line of a file in
-// deploy/, so the README cannot show a setting the files lost.
+// TestREADMEDeployFilesAreQuoted: each of the README's unit file and
+// manifest excerpts (its ini and yaml blocks) is lines of one file in
+// deploy/, as they are there (indentation included) and in their order,
+// so the README cannot show a setting the files lost or moved.
 func TestREADMEDeployFilesAreQuoted(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	files, _ := filepath.Glob("../deploy/*/*")
-	lines := make(map[string]bool)
+	texts := make(map[string][]string)
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, l := range strings.Split(string(b), "\n") {
-			lines[strings.TrimSpace(l)] = true
-		}
+		texts[f] = strings.Split(string(b), "\n")
 	}
 	blocks := regexp.MustCompile("(?s)```(?:ini|yaml)\n(.*?)```").FindAllStringSubmatch(string(readme), -1)
 	if len(blocks) < 3 {
 		t.Fatalf("the README has %d ini or yaml blocks; want the two units and the manifest", len(blocks))
 	}
 	for _, b := range blocks {
-		for _, l := range strings.Split(strings.TrimSpace(b[1]), "\n") {
-			if !lines[strings.TrimSpace(l)] {
-				t.Errorf("the README shows %q, which no file in deploy/ has", l)
+		var lines []string
+		for _, l := range strings.Split(b[1], "\n") {
+			if strings.TrimSpace(l) != "" {
+				lines = append(lines, l)
 			}
 		}
+		found := false
+		for _, text := range texts {
+			found = found || isSubsequence(lines, text)
+		}
+		if !found {
+			t.Errorf("no file in deploy/ has these lines, as they are and in this order:\n%s", b[1])
+		}
 	}
+}
+
+// isSubsequence reports whether every line of part is in whole, in order.
+func isSubsequence(part, whole []string) bool {
+	i := 0
+	for _, l := range whole {
+		if i < len(part) && l == part[i] {
+			i++
+		}
+	}
+	return i == len(part)
 }

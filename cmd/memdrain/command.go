@@ -46,6 +46,16 @@ func runCommand(args []string) int {
 	}
 	log := newLogger(o.logFormat)
 
+	// The pid file first: a second memdrain with the same file is told so,
+	// not that its --listen address is in use.
+	if o.pidFile != "" {
+		pf, err := lockPidFile(o.pidFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "memdrain: %v\n", err)
+			return 2
+		}
+		defer pf.remove()
+	}
 	listeners, err := listen(o, log)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "memdrain: %v\n", err)
@@ -87,20 +97,14 @@ func runCommand(args []string) int {
 		fmt.Fprintf(os.Stderr, "memdrain: %v\n", flagNames(err))
 		return 2
 	}
-	if o.pidFile != "" {
-		remove, err := writePidFile(o.pidFile)
-		if err != nil {
-			closeAll(append(listeners, metricsLn))
-			fmt.Fprintf(os.Stderr, "memdrain: %v\n", err)
-			return 2
-		}
-		defer remove()
-	}
 	sup.Watch(c)
 	metricsAt := "" // where /metrics is served, for the log
 	if metricsLn != nil {
 		defer serveMetrics(metricsLn, sup, front, p, log)()
-		metricsAt = metricsLn.Addr().String() + "/metrics"
+		metricsAt = "http://" + metricsLn.Addr().String() + "/metrics"
+		if metricsLn.Addr().Network() == "unix" {
+			metricsAt = "unix:" + metricsLn.Addr().String() + " (GET /metrics)"
+		}
 	}
 
 	l.cfg = c.Config() // the timeouts, with their defaults

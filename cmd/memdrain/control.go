@@ -35,6 +35,27 @@ func defaultControl(pidFile string, lookup func(string) (string, bool)) string {
 	return ""
 }
 
+// controlPath is the socket a control command speaks to, chosen as
+// memdrain run chooses it, so that the same flags and environment find
+// it: --control, else MEMDRAIN_CONTROL, else beside --pid-file (or
+// MEMDRAIN_PID_FILE), else in XDG_RUNTIME_DIR (see defaultControl). A
+// named socket wins over one derived from the pid file.
+func controlPath(control, pidFile string, lookup func(string) (string, bool)) string {
+	env := func(name string) string {
+		v, _ := lookup(name)
+		return strings.TrimSpace(v) // as envvar.Read reads memdrain run's
+	}
+	switch {
+	case control != "":
+		return control
+	case env("MEMDRAIN_CONTROL") != "":
+		return env("MEMDRAIN_CONTROL")
+	case pidFile == "":
+		pidFile = env("MEMDRAIN_PID_FILE")
+	}
+	return defaultControl(pidFile, lookup)
+}
+
 // controlCommand is memdrain status, reload, stop and recycle: one request
 // to the control socket of a running master. Its exit code is 0 on
 // success, 2 for bad input, 1 when the master cannot be reached or refuses.
@@ -87,17 +108,7 @@ func controlCommand(name string, args []string, lookup func(string) (string, boo
 		return bad("%q is not a flag", positional[0])
 	}
 
-	path := *control
-	if path == "" {
-		if v, ok := lookup("MEMDRAIN_CONTROL"); ok && v != "" {
-			path = v
-		} else {
-			if *pidFile == "" {
-				*pidFile, _ = lookup("MEMDRAIN_PID_FILE")
-			}
-			path = defaultControl(strings.TrimSpace(*pidFile), lookup)
-		}
-	}
+	path := controlPath(*control, *pidFile, lookup)
 	if path == "" {
 		fmt.Fprintf(stderr, "memdrain %s: no control socket named: pass --control PATH (the path memdrain run printed at start), or --pid-file PATH (memdrain run's), or set MEMDRAIN_CONTROL, MEMDRAIN_PID_FILE or XDG_RUNTIME_DIR\n", name)
 		return 2

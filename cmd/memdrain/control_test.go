@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -131,5 +132,48 @@ func TestControlCommandsNameAMissingSocket(t *testing.T) {
 	_, errOut, code = memdrainCtl(t, "reload")
 	if code != 2 || !strings.Contains(errOut, "no control socket named") || !strings.Contains(errOut, "XDG_RUNTIME_DIR") {
 		t.Errorf("memdrain reload with no socket named exited %d, said %q", code, errOut)
+	}
+}
+
+// The control commands find the socket as memdrain run chose it, from the
+// same flags and variables.
+func TestControlPathAsMemdrainRunChoseIt(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		control, pidFile string
+		env              map[string]string
+		want             string
+	}{
+		{"--control", "/a.sock", "/run/b.pid", map[string]string{"MEMDRAIN_CONTROL": "/c.sock"}, "/a.sock"},
+		{"MEMDRAIN_CONTROL over the pid file's", "", "/run/b.pid", map[string]string{"MEMDRAIN_CONTROL": "/c.sock"}, "/c.sock"},
+		{"--pid-file", "", "/run/b.pid", map[string]string{"XDG_RUNTIME_DIR": "/x"}, "/run/b.sock"},
+		{"MEMDRAIN_PID_FILE", "", "", map[string]string{"MEMDRAIN_PID_FILE": " /run/d.pid ", "XDG_RUNTIME_DIR": "/x"}, "/run/d.sock"},
+		{"--pid-file over MEMDRAIN_PID_FILE", "", "/run/b.pid", map[string]string{"MEMDRAIN_PID_FILE": "/run/d.pid"}, "/run/b.sock"},
+		{"XDG_RUNTIME_DIR", "", "", map[string]string{"XDG_RUNTIME_DIR": "/x"}, "/x/memdrain.sock"},
+		{"nothing", "", "", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// memdrain run reads cluster's variables from the environment
+			// itself: set them there.
+			for _, k := range []string{"MEMDRAIN_CONTROL", "MEMDRAIN_PID_FILE", "XDG_RUNTIME_DIR"} {
+				t.Setenv(k, tc.env[k])
+			}
+			if got := controlPath(tc.control, tc.pidFile, os.LookupEnv); got != tc.want {
+				t.Errorf("memdrain status chose %q; want %q", got, tc.want)
+			}
+			args := []string{"--", "node"}
+			for flag, v := range map[string]string{"--control": tc.control, "--pid-file": tc.pidFile} {
+				if v != "" {
+					args = append([]string{flag, v}, args...)
+				}
+			}
+			o, err := parseOptions(args, os.LookupEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.cluster.Control != tc.want {
+				t.Errorf("memdrain run chose %q; want %q", o.cluster.Control, tc.want)
+			}
+		})
 	}
 }

@@ -32,7 +32,7 @@ func TestBadInputs(t *testing.T) {
 		{"bad duration", []string{"run", "--drain-timeout", "30", "--", "node", "app.js"}, `invalid value "30" for flag -drain-timeout: a number without a unit; did you mean "30s"?`},
 		{"bad signal", []string{"run", "--stop-signal", "STOP", "--", "node", "app.js"}, `invalid value "STOP" for flag -stop-signal: accepted: TERM, INT`},
 		{"hard below max", []string{"run", "--max-memory", "200Mi", "--hard-memory", "100Mi", "--", "node", "app.js"}, `--hard-memory is 100MiB; accepted:`},
-		{"pid file in no directory", []string{"run", "--pid-file", "/nonexistent-memdrain/app.pid", "--", "node", "app.js"}, "--pid-file /nonexistent-memdrain/app.pid: cannot write in /nonexistent-memdrain: no such file or directory"},
+		{"pid file in no directory", []string{"run", "--pid-file", "/nonexistent-memdrain/app.pid", "--", "node", "app.js"}, "--pid-file /nonexistent-memdrain/app.pid: the directory /nonexistent-memdrain does not exist"},
 		{"pid file a directory", []string{"run", "--pid-file", "/tmp/", "--", "node", "app.js"}, `invalid value "/tmp/" for flag -pid-file: accepted: the path of a file`},
 		{"metrics address", []string{"run", "--metrics", "nonsense", "--", "node", "app.js"}, "--metrics nonsense: listen tcp: address nonsense: missing port in address"},
 		{"port in use", []string{"run", "--listen", held.Addr().String(), "--", "node", "app.js"}, "--listen " + held.Addr().String() + ": listen tcp " + held.Addr().String() + ": bind: address already in use"},

@@ -30,20 +30,24 @@ type frontMetrics struct {
 // default queue timeout of 30 s.
 var queueWaitBuckets = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
+// requestBuckets are Prometheus' defaults, from 5 ms to 10 s, and then the
+// default queue timeout (30 s) and a minute, for requests that waited.
+var requestBuckets = append(append([]float64(nil), prometheus.DefBuckets...), 30, 60)
+
 func newFrontMetrics() *frontMetrics {
 	m := &frontMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "memdrain_http_requests_total",
-			Help: "Requests answered by the front, by status code: the workers' answers, memdrain's own 502, 503 and 504, 101 for an Upgrade tunnel, and 499 when the client went away before any answer.",
+			Help: "Requests answered by the front, by status code: the workers' answers, memdrain's own 502, 503 and 504, 101 for an Upgrade tunnel, and 499 when the connection was gone before any answer.",
 		}, []string{"code"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "memdrain_http_request_duration_seconds",
-			Help:    "Time from a request's arrival at the front to the end of its response: queue wait included, and for an Upgrade the tunnel's whole life.",
-			Buckets: prometheus.DefBuckets,
+			Help:    "Time from a request's arrival at the front to the end of its response, queue wait included; Upgrade tunnels are not timed.",
+			Buckets: requestBuckets,
 		}),
 		queueWaits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "memdrain_queue_wait_seconds",
-			Help:    "Time a request waited for a ready worker, by outcome: served, or refused (503, or its client went away).",
+			Help:    "Time a request waited for a ready worker, in all, by outcome: served, or refused (503, or its client went away).",
 			Buckets: queueWaitBuckets,
 		}, []string{"outcome"}),
 	}
@@ -61,26 +65,40 @@ func (m *frontMetrics) queueWait(d time.Duration, served bool) {
 	m.queueWaits.WithLabelValues(outcome).Observe(d.Seconds())
 }
 
-// instrument counts and times each request next serves. It counts in a
-// defer, so that a response the proxy aborts (panicking with
-// http.ErrAbortHandler when the worker fails after its header) is counted
-// too, under the code it had begun with.
+// instrument counts and times each request next serves, in a defer: a
+// response the proxy aborts (panicking with http.ErrAbortHandler when the
+// worker fails after its header) is counted too, under the code it began
+// with. A request answered with nothing written is counted 499 when its
+// connection was gone (the client left; or memdrain closed it, at a second
+// signal or a give-up), and 500 when the handler panicked. The proxy
+// writes nothing to a client that has gone, so 502 and 503 are only
+// answers that were sent. A tunnel (101) is counted but not timed: its
+// life is no request's latency.
 func (m *frontMetrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
+			failure := recover()
 			code := sw.code
 			switch {
-			case code == 0:
-				code = http.StatusOK // what net/http sends for a handler that wrote nothing
-			case code == http.StatusBadGateway && r.Context().Err() != nil:
-				// Before ServeHTTP returns, the context ends only when the
-				// client goes: the proxy's 502 then went to nobody.
+			case code != 0:
+			case failure != nil:
+				code = http.StatusInternalServerError
+			case r.Context().Err() != nil:
+				// Before ServeHTTP returns, the context ends only when
+				// the connection has gone.
 				code = 499
+			default:
+				code = http.StatusOK // what net/http sends for a handler that wrote nothing
 			}
 			m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
-			m.duration.Observe(time.Since(start).Seconds())
+			if code != http.StatusSwitchingProtocols {
+				m.duration.Observe(time.Since(start).Seconds())
+			}
+			if failure != nil {
+				panic(failure) // on to net/http, which closes the connection
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -27,40 +27,66 @@ func controlBesidePidFile(pidFile string) string {
 	return strings.TrimSuffix(pidFile, ".pid") + ".sock"
 }
 
-// writePidFile writes this process's pid to path, and returns the function
-// that removes the file if it still holds that pid. A file naming another
-// process that still runs is refused: two masters would share the file, and
-// whichever stopped first would remove the other's. A file naming a process
-// that is gone is replaced. The file is written whole under a temporary
-// name and renamed, so a reader never sees it half written.
-func writePidFile(path string) (remove func(), err error) {
-	if old, err := readPidFile(path); err == nil && old != os.Getpid() && processRuns(old) {
-		return nil, fmt.Errorf("--pid-file %s: process %d, which it names, still runs: stop that memdrain first, or choose another file (remove this one if %d is not memdrain)", path, old, old)
-	}
-	pid := strconv.Itoa(os.Getpid())
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err // its path is the temporary file's, which the user never named
+// A pidFile is memdrain's --pid-file, holding its pid and locked (flock)
+// for as long as it runs. The lock, not the pid, says whether a memdrain
+// runs with the file: after a crash the file stays, naming a pid that
+// another process may have taken since, and the next memdrain takes it
+// over.
+type pidFile struct {
+	path string
+	f    *os.File // open, close-on-exec, and locked
+}
+
+// lockPidFile opens or creates the file at path, locks it and writes this
+// process's pid in it. A file another memdrain has locked is refused,
+// naming that memdrain's pid.
+func lockPidFile(path string) (*pidFile, error) {
+	for range 3 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("--pid-file %s: the directory %s does not exist; create it first (under systemd: RuntimeDirectory=)", path, filepath.Dir(path))
 		}
-		return nil, fmt.Errorf("--pid-file %s: cannot write in %s: %w", path, dir, err)
-	}
-	_, werr := tmp.WriteString(pid + "\n")
-	if err := errors.Join(werr, tmp.Chmod(0o644), tmp.Close()); err != nil {
-		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("--pid-file %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return nil, fmt.Errorf("--pid-file %s: %w", path, err)
-	}
-	return func() {
-		if now, err := readPidFile(path); err == nil && now == os.Getpid() {
-			os.Remove(path)
+		if err != nil {
+			return nil, fmt.Errorf("--pid-file %s: %w", path, pathless(err))
 		}
-	}, nil
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				holder := "another memdrain"
+				if pid, err := readPidFile(path); err == nil {
+					holder = fmt.Sprintf("memdrain %d", pid)
+				}
+				return nil, fmt.Errorf("--pid-file %s: %s runs with it; stop it first, or choose another file", path, holder)
+			}
+			return nil, fmt.Errorf("--pid-file %s: locking it: %w", path, err)
+		}
+		// The memdrain that held the lock removes the file as it stops: if
+		// that came between open and lock, this lock is on a file nobody
+		// finds any more, and the path is opened again.
+		if opened, err := f.Stat(); err == nil {
+			if now, err := os.Stat(path); err == nil && os.SameFile(opened, now) {
+				pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+				if err := f.Truncate(0); err != nil {
+					f.Close()
+					return nil, fmt.Errorf("--pid-file %s: %w", path, pathless(err))
+				}
+				if _, err := f.WriteAt(pid, 0); err != nil {
+					f.Close()
+					return nil, fmt.Errorf("--pid-file %s: %w", path, pathless(err))
+				}
+				return &pidFile{path: path, f: f}, nil
+			}
+		}
+		f.Close()
+	}
+	return nil, fmt.Errorf("--pid-file %s: the file kept being replaced while memdrain locked it", path)
+}
+
+// remove removes the file, then lets its lock go: in that order, no other
+// memdrain can lock the file this one removes.
+func (p *pidFile) remove() {
+	os.Remove(p.path)
+	p.f.Close()
 }
 
 // readPidFile returns the pid in the file at path.
@@ -76,9 +102,12 @@ func readPidFile(path string) (int, error) {
 	return pid, nil
 }
 
-// processRuns reports whether a process with this pid exists. EPERM means
-// it exists and belongs to another user.
-func processRuns(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+// pathless drops the path from a *fs.PathError, which the caller's message
+// already names.
+func pathless(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

@@ -63,10 +63,12 @@ type Options struct {
 	// goroutine and should not block. Nil: only logged.
 	OnUnreachable func(id int)
 	// OnQueueWait, when set, is called once for each request that waited
-	// in the queue, as its wait ends, with how long it waited and whether
-	// a backend then took it (false: it was answered 503, or its client
-	// went away). It is called in the request's goroutine and should not
-	// block. A request that found a ready backend at once never waited.
+	// in the queue, as the request ends, with how long it waited in all (a
+	// request whose backend could not be dialed may queue again) and
+	// whether it was forwarded (false: answered 503, or its client went
+	// away). It is called in the request's goroutine and
+	// should not block. A request that found a ready backend at once
+	// never waited.
 	OnQueueWait func(wait time.Duration, served bool)
 	// Log receives the proxy's errors, each request's at most once, with
 	// the backend's id. Nil means slog.Default().
@@ -126,15 +128,18 @@ func New(opts Options) *Proxy {
 // idempotent one: it may be what killed the first.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	duplex := fullDuplex(w, r)
+	var wait queueWait // summed over the turns: a request may queue again after a dial failure
 	// Each turn retires the backend that could not be dialed: the loop
 	// ends, at the latest in the queue.
 	for {
-		b, err := p.acquire(r)
+		b, err := p.acquire(r, &wait)
 		if err != nil {
+			p.reportWait(wait, false)
 			p.refuse(w, r, err)
 			return
 		}
 		if !b.forward(w, r) {
+			p.reportWait(wait, true)
 			if duplex {
 				endDuplex(w, r)
 			}

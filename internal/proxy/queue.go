@@ -22,9 +22,23 @@ type waiter struct {
 	ch     chan *backend // buffered: a backend acquired for it, or nil when closed
 }
 
+// A queueWait is how long a request waited in the queue, over every time
+// it joined it.
+type queueWait struct {
+	queued bool
+	d      time.Duration
+}
+
+// reportWait tells OnQueueWait of a request's wait, if it waited.
+func (p *Proxy) reportWait(w queueWait, forwarded bool) {
+	if on := p.opts.OnQueueWait; on != nil && w.queued {
+		on(w.d, forwarded)
+	}
+}
+
 // acquire returns a backend with one request of r acquired on it, waiting
-// in the queue if none is routable.
-func (p *Proxy) acquire(r *http.Request) (*backend, error) {
+// in the queue if none is routable; the wait is added to wait.
+func (p *Proxy) acquire(r *http.Request, wait *queueWait) (*backend, error) {
 	p.mu.Lock()
 	if b := p.pickLocked(); b != nil {
 		p.mu.Unlock()
@@ -48,9 +62,8 @@ func (p *Proxy) acquire(r *http.Request) (*backend, error) {
 
 	start := time.Now()
 	b, err := p.await(r, w, elem)
-	if on := p.opts.OnQueueWait; on != nil {
-		on(time.Since(start), err == nil)
-	}
+	wait.queued = true
+	wait.d += time.Since(start)
 	return b, err
 }
 
@@ -107,11 +120,12 @@ func (p *Proxy) wakeLocked() {
 // refuse answers a request that no backend will serve.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
-		// The client has gone: nobody reads the answer.
+		// The client has gone: nobody reads an answer, and writing none
+		// keeps a 503 out of what counts the answers.
 		p.log.Debug("request abandoned by its client in the queue", "method", r.Method, "path", r.URL.Path)
-	} else {
-		p.log.Warn("request refused: 503", "reason", err.Error(), "method", r.Method, "path", r.URL.Path)
+		return
 	}
+	p.log.Warn("request refused: 503", "reason", err.Error(), "method", r.Method, "path", r.URL.Path)
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
 }

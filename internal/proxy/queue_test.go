@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -123,5 +124,42 @@ func TestQueueLenAndWaits(t *testing.T) {
 	}
 	if w := recv(t, waits, "the wait of a refused request"); w.served {
 		t.Fatalf("a request answered 503 reported served: %+v", w)
+	}
+}
+
+// A request that waits, is handed a backend it cannot dial, and waits
+// again is reported once, forwarded, with its two waits summed.
+func TestQueueWaitReportedOncePerRequest(t *testing.T) {
+	type queueWait struct {
+		wait   time.Duration
+		served bool
+	}
+	waits := make(chan queueWait, 8)
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnQueueWait: func(d time.Duration, served bool) {
+		waits <- queueWait{d, served}
+	}})
+	queued := e.queuedEvents()
+	result := e.goGet("/")
+	recv(t, queued, "the request to queue")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	e.p.Add(9, dead)
+	recv(t, queued, "the request to queue again, once the dial failed")
+	a := e.backend(1, "a")
+	e.p.Add(a.id, a.addr())
+	if r := recv(t, result, "the request"); r.status != 200 || r.backend != "a" {
+		t.Fatalf("request: %+v; want 200 from a", r)
+	}
+	if w := recv(t, waits, "the request's wait"); !w.served || w.wait <= 0 {
+		t.Errorf("the request's wait: %+v; want one, forwarded", w)
+	}
+	select {
+	case w := <-waits:
+		t.Errorf("a second wait reported for one request: %+v", w)
+	default:
 	}
 }
