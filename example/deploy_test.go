@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/memdrain/memdrain/cluster"
+	"github.com/memdrain/memdrain/drain"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -32,6 +34,7 @@ type deployment struct {
 					ReadinessProbe struct {
 						PeriodSeconds    int `yaml:"periodSeconds"`
 						FailureThreshold int `yaml:"failureThreshold"`
+						TimeoutSeconds   int `yaml:"timeoutSeconds"`
 					} `yaml:"readinessProbe"`
 					Lifecycle struct {
 						PreStop struct {
@@ -50,11 +53,48 @@ type deployment struct {
 	} `yaml:"spec"`
 }
 
-// The defaults of the settings the files may leave out.
-const (
-	defaultDrainTimeout = 30 * time.Second // drain.Config.Timeout, cluster.Config.DrainTimeout
-	defaultKillGrace    = 5 * time.Second  // cluster.Config.KillGrace
-)
+// timeouts returns the drain timeout and the kill grace that the program
+// a deploy file starts takes from env (its MEMDRAIN_* variables), as the
+// program reads them: a supervisor (a cluster, memdrain run) through
+// cluster.FromEnv and its defaults, one process (standalone) through
+// drain.ConfigFromEnv, with no kill grace. Each file's own settings are
+// thereby checked against the defaults as they are now.
+func timeouts(t *testing.T, env map[string]string, supervisor bool) (drainTimeout, killGrace time.Duration) {
+	t.Helper()
+	for _, k := range []string{"MEMDRAIN_DRAIN_TIMEOUT", "MEMDRAIN_KILL_GRACE"} {
+		t.Setenv(k, env[k])
+	}
+	if !supervisor {
+		cfg, err := drain.ConfigFromEnv(drain.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Timeout == 0 {
+			cfg.Timeout = drain.DefaultTimeout
+		}
+		return cfg.Timeout, 0
+	}
+	cfg, err := cluster.FromEnv(cluster.Config{Listen: []string{"127.0.0.1:0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cluster.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Config().DrainTimeout, c.Config().KillGrace
+}
+
+// givenOnlyAsVariables fails t when text sets a timeout some other way
+// than the variables timeouts reads.
+func givenOnlyAsVariables(t *testing.T, name, text string) {
+	t.Helper()
+	for _, other := range []string{"--drain-timeout", "--kill-grace", "EnvironmentFile="} {
+		if strings.Contains(text, other) {
+			t.Errorf("%s has %s: set the timeouts with MEMDRAIN_* variables (Environment=, env:), which this test reads", name, other)
+		}
+	}
+}
 
 // The deploy files keep their own promises. Under Kubernetes: the grace
 // period outlasts preStop, the drain and (for a supervisor) the kill
@@ -78,31 +118,32 @@ func TestDeployFilesKeepTheirTimeouts(t *testing.T) {
 			t.Fatalf("%s: %v", path, err)
 		}
 		name := filepath.Base(path)
-		if u := d.Spec.Strategy.RollingUpdate.MaxUnavailable; u == nil || *u != 0 {
-			t.Errorf("%s: maxUnavailable is not 0", name)
-		}
-		pod := d.Spec.Template.Spec
-		if len(pod.Containers) != 1 {
-			t.Fatalf("%s: %d containers; want 1", name, len(pod.Containers))
-		}
-		c := pod.Containers[0]
-		env := make(map[string]string)
-		for _, e := range c.Env {
-			env[e.Name] = e.Value
-		}
-		need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + duration(t, env["MEMDRAIN_DRAIN_TIMEOUT"], defaultDrainTimeout)
-		if slices.Contains(c.Command, "run") { // memdrain run stops its workers with SIGTERM, then SIGKILL
-			need += duration(t, env["MEMDRAIN_KILL_GRACE"], defaultKillGrace)
-		}
-		if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= need {
-			t.Errorf("%s: terminationGracePeriodSeconds is %v; want more than preStop, the drain and the kill grace: %v", name, grace, need)
-		}
-		if req, limit := c.Resources.Requests["memory"], c.Resources.Limits["memory"]; limit == "" || req != limit {
-			t.Errorf("%s: memory request %q, limit %q; want a limit, and the request equal to it", name, req, limit)
-		}
-		if p := c.ReadinessProbe; p.PeriodSeconds != 1 || p.FailureThreshold != 1 {
-			t.Errorf("%s: readiness every %d s, failing after %d; want 1 and 1", name, p.PeriodSeconds, p.FailureThreshold)
-		}
+		t.Run(name, func(t *testing.T) {
+			givenOnlyAsVariables(t, name, string(b))
+			if u := d.Spec.Strategy.RollingUpdate.MaxUnavailable; u == nil || *u != 0 {
+				t.Errorf("maxUnavailable is not 0")
+			}
+			pod := d.Spec.Template.Spec
+			if len(pod.Containers) != 1 {
+				t.Fatalf("%d containers; want 1", len(pod.Containers))
+			}
+			c := pod.Containers[0]
+			env := make(map[string]string)
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			drainTimeout, killGrace := timeouts(t, env, slices.Contains(c.Command, "run"))
+			need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + drainTimeout + killGrace
+			if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= need {
+				t.Errorf("terminationGracePeriodSeconds is %v; want more than preStop, the drain (%v) and the kill grace (%v): %v", grace, drainTimeout, killGrace, need)
+			}
+			if req, limit := c.Resources.Requests["memory"], c.Resources.Limits["memory"]; limit == "" || req != limit {
+				t.Errorf("memory request %q, limit %q; want a limit, and the request equal to it", req, limit)
+			}
+			if p := c.ReadinessProbe; p.PeriodSeconds != 1 || p.FailureThreshold != 1 || p.TimeoutSeconds > 1 {
+				t.Errorf("readiness every %d s, failing after %d, timing out after %d s; want 1, 1 and at most 1 (the default)", p.PeriodSeconds, p.FailureThreshold, p.TimeoutSeconds)
+			}
+		})
 	}
 
 	setting := regexp.MustCompile(`(?m)^(\w+)=(.*)$`)
@@ -112,34 +153,29 @@ func TestDeployFilesKeepTheirTimeouts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env := make(map[string]string)
-		var stop string
-		for _, m := range setting.FindAllStringSubmatch(string(b), -1) {
-			switch m[1] {
-			case "Environment":
-				for _, v := range variable.FindAllStringSubmatch(m[2], -1) {
-					env[v[1]] = v[2]
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			givenOnlyAsVariables(t, name, string(b))
+			env := make(map[string]string)
+			var stop string
+			for _, m := range setting.FindAllStringSubmatch(string(b), -1) {
+				switch m[1] {
+				case "Environment":
+					for _, v := range variable.FindAllStringSubmatch(m[2], -1) {
+						env[v[1]] = v[2]
+					}
+				case "TimeoutStopSec":
+					stop = strings.TrimSpace(m[2])
 				}
-			case "TimeoutStopSec":
-				stop = m[2]
 			}
-		}
-		need := duration(t, env["MEMDRAIN_DRAIN_TIMEOUT"], defaultDrainTimeout) + duration(t, env["MEMDRAIN_KILL_GRACE"], defaultKillGrace)
-		if got := duration(t, strings.TrimSpace(stop), 0); got <= need {
-			t.Errorf("%s: TimeoutStopSec is %v; want more than the drain and the kill grace: %v", filepath.Base(path), got, need)
-		}
+			drainTimeout, killGrace := timeouts(t, env, true) // both units run a supervisor
+			got, err := time.ParseDuration(stop)
+			if err != nil {
+				t.Fatalf("TimeoutStopSec=%q: %v", stop, err)
+			}
+			if need := drainTimeout + killGrace; got <= need {
+				t.Errorf("TimeoutStopSec is %v; want more than the drain (%v) and the kill grace (%v)", got, drainTimeout, killGrace)
+			}
+		})
 	}
-}
-
-// duration parses v, a Go duration, or returns def when v is empty.
-func duration(t *testing.T, v string, def time.Duration) time.Duration {
-	t.Helper()
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		t.Fatalf("%q: %v", v, err)
-	}
-	return d
 }

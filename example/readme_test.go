@@ -40,7 +40,8 @@ func TestREADMEGoIsCompiled(t *testing.T) {
 
 // TestREADMEDeployFilesAreQuoted: each of the README's unit file and
 // manifest excerpts (its ini and yaml blocks) is lines of one file in
-// deploy/, as they are there (indentation included) and in their order,
+// deploy/, as they are there (indentation included), in their order, and
+// with the line each sits under there (its [Section], its parent key),
 // so the README cannot show a setting the files lost or moved.
 func TestREADMEDeployFilesAreQuoted(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")
@@ -69,21 +70,53 @@ func TestREADMEDeployFilesAreQuoted(t *testing.T) {
 		}
 		found := false
 		for _, text := range texts {
-			found = found || isSubsequence(lines, text)
+			found = found || quotes(lines, text)
 		}
 		if !found {
-			t.Errorf("no file in deploy/ has these lines, as they are and in this order:\n%s", b[1])
+			t.Errorf("no file in deploy/ has these lines, as they are, in this order and under the same parents:\n%s", b[1])
 		}
 	}
 }
 
-// isSubsequence reports whether every line of part is in whole, in order.
-func isSubsequence(part, whole []string) bool {
+// quotes reports whether every line of part is a line of whole, in order,
+// and whether the parent of each, in whole, is among them too.
+func quotes(part, whole []string) bool {
+	matched := make(map[int]bool)
 	i := 0
-	for _, l := range whole {
+	for k, l := range whole {
 		if i < len(part) && l == part[i] {
+			matched[k] = true
 			i++
 		}
 	}
-	return i == len(part)
+	if i < len(part) {
+		return false
+	}
+	for k := range matched {
+		if p := parent(whole, k); p >= 0 && !matched[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// parent returns the index of the line that line k of lines sits under:
+// in a unit file, its [Section]; in YAML, the nearest line before it that
+// is indented less (comments and blank lines aside); -1 for none.
+func parent(lines []string, k int) int {
+	indent := func(l string) int { return len(l) - len(strings.TrimLeft(l, " ")) }
+	if strings.HasPrefix(lines[k], "[") {
+		return -1
+	}
+	for p := k - 1; p >= 0; p-- {
+		l := lines[p]
+		switch {
+		case strings.HasPrefix(l, "["):
+			return p
+		case strings.TrimSpace(l) == "" || strings.HasPrefix(strings.TrimSpace(l), "#"):
+		case indent(l) < indent(lines[k]):
+			return p
+		}
+	}
+	return -1
 }

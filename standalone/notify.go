@@ -11,7 +11,10 @@ import (
 // A notifier tells systemd, when it asked for notifications (NOTIFY_SOCKET,
 // as for Type=notify), what a cluster master tells it: READY=1 once the
 // process listens; STOPPING=1 when the drain starts, whatever started it;
-// WATCHDOG=1 every half WATCHDOG_USEC; each with a STATUS= line.
+// WATCHDOG=1 every half WATCHDOG_USEC; each with a STATUS= line. Its pings
+// come from a ticker of their own, so they say that the process runs, not
+// that it serves: a process with every handler stuck still pings (the
+// cluster's come from its loop, and stop when the loop does).
 type notifier struct {
 	n        *systemd.Notifier // nil: systemd did not ask
 	interval time.Duration     // of the watchdog's pings; 0 for none
@@ -54,14 +57,24 @@ func (nt *notifier) run(c *drain.Controller, addr string, log *slog.Logger) (sto
 			ping = t.C
 		}
 		draining := c.Draining()
+		stopping := func() {
+			draining = nil
+			send("STOPPING=1\nSTATUS=draining: " + c.Reason().String())
+		}
 		for {
 			select {
 			case <-draining:
-				draining = nil
-				send("STOPPING=1\nSTATUS=draining: " + c.Reason().String())
+				stopping()
 			case <-ping:
 				send("WATCHDOG=1")
 			case <-quit:
+				// A drain with nothing in flight can end, and quit close,
+				// before this loop saw it start: it is said all the same.
+				select {
+				case <-draining:
+					stopping()
+				default:
+				}
 				return
 			}
 		}

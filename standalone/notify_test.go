@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"syscall"
 	"testing"
 	"time"
@@ -23,13 +24,20 @@ func TestListenAndServeNotifiesSystemd(t *testing.T) {
 	notify := testkit.NewNotifySocket(t)
 	cmd := exec.Command(os.Args[0], childArgs...)
 	cmd.Env = append(os.Environ(), childEnv+"=notify", "NOTIFY_SOCKET="+notify.Path, "WATCHDOG_USEC=20000", "WATCHDOG_PID=")
-	addr := startCmd(t, cmd)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
 
 	ready := notify.WaitFor("READY=1")
-	assert.Contains(t, ready, "STATUS=serving on "+addr)
+	status := regexp.MustCompile(`(?m)^STATUS=serving on (\S+)$`).FindStringSubmatch(ready)
+	require.NotNil(t, status, "READY=1 without STATUS=serving on ADDR: %q", ready)
+	addr := status[1]
 	_, body, err := testkit.Get(&http.Client{Timeout: waitLimit, Transport: &http.Transport{DisableKeepAlives: true}}, "http://"+addr)
-	require.NoError(t, err)
-	assert.Equal(t, "ok", body, "READY=1 is sent once the listener accepts")
+	require.NoError(t, err, "READY=1 is sent once the listener accepts")
+	assert.Equal(t, "ok", body)
 	notify.WaitFor("WATCHDOG=1")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
@@ -47,8 +55,8 @@ func TestListenAndServeNotifiesSystemd(t *testing.T) {
 	assert.Equal(t, []string{"READY=1", "STOPPING=1"}, notify.Lifecycle(), "messages: %q", notify.Seen)
 }
 
-// A NOTIFY_SOCKET or WATCHDOG_USEC that cannot be used is refused before
-// anything is served: left unpinged, systemd would kill the service.
+// A NOTIFY_SOCKET or WATCHDOG_USEC that cannot be used is an error, and
+// nothing is served: left unpinged, systemd would kill the service.
 func TestListenAndServeRefusesBadSystemdVariables(t *testing.T) {
 	for _, tc := range []struct{ name, value, want string }{
 		{"NOTIFY_SOCKET", "relative/path", `NOTIFY_SOCKET="relative/path": accepted: an absolute path`},
@@ -67,4 +75,20 @@ func TestListenAndServeRefusesBadSystemdVariables(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// Without NOTIFY_SOCKET, systemd asked for nothing: a WATCHDOG_USEC that
+// could not be used is not read.
+func TestListenAndServeIgnoresWatchdogWithoutNotifySocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	t.Setenv("WATCHDOG_USEC", "10s")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	c, err := drain.New(drain.Config{Logger: quiet})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // drains at once: nothing to serve
+	res, err := ListenAndServe(ctx, &http.Server{Handler: testkit.Tagged("never")}, c, Options{Listener: ln, Logger: quiet, Signals: []os.Signal{}})
+	require.NoError(t, err)
+	assert.Equal(t, drain.Manual, res.Reason)
 }

@@ -59,15 +59,11 @@ func TestListenAndServeChild(t *testing.T) {
 		}
 		os.Exit(0)
 	case "notify":
-		// Under systemd's Type=notify: NOTIFY_SOCKET is set by the test.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			fmt.Println("listen:", err)
-			os.Exit(2)
-		}
-		fmt.Println(ln.Addr().String())
+		// Under systemd's Type=notify, NOTIFY_SOCKET set by the test,
+		// which learns the address from READY=1's STATUS=: no Listener,
+		// so READY=1 must come after ListenAndServe opened its own.
 		c, _ := drain.New(drain.Config{Logger: quiet})
-		res, err := ListenAndServe(context.Background(), &http.Server{Handler: testkit.Tagged("notify")}, c, Options{Listener: ln, Logger: quiet})
+		res, err := ListenAndServe(context.Background(), &http.Server{Addr: "127.0.0.1:0", Handler: testkit.Tagged("notify")}, c, Options{Logger: quiet})
 		if err != nil {
 			fmt.Println("returned:", res.Reason, err)
 			os.Exit(1)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -23,7 +24,7 @@ import (
 type frontMetrics struct {
 	requests   *prometheus.CounterVec // by code
 	duration   prometheus.Histogram
-	queueWaits *prometheus.HistogramVec // by outcome: served or refused
+	queueWaits *prometheus.HistogramVec // by outcome: forwarded or refused
 }
 
 // queueWaitBuckets span a worker becoming ready within milliseconds to the
@@ -47,20 +48,20 @@ func newFrontMetrics() *frontMetrics {
 		}),
 		queueWaits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "memdrain_queue_wait_seconds",
-			Help:    "Time a request waited for a ready worker, in all, by outcome: served, or refused (503, or its client went away).",
+			Help:    "Time a request waited for a ready worker, in all, by outcome: forwarded to a worker, or refused (503, or its client went away).",
 			Buckets: queueWaitBuckets,
 		}, []string{"outcome"}),
 	}
-	m.queueWaits.WithLabelValues("served")
+	m.queueWaits.WithLabelValues("forwarded")
 	m.queueWaits.WithLabelValues("refused")
 	return m
 }
 
 // queueWait is the proxy's OnQueueWait.
-func (m *frontMetrics) queueWait(d time.Duration, served bool) {
+func (m *frontMetrics) queueWait(d time.Duration, forwarded bool) {
 	outcome := "refused"
-	if served {
-		outcome = "served"
+	if forwarded {
+		outcome = "forwarded"
 	}
 	m.queueWaits.WithLabelValues(outcome).Observe(d.Seconds())
 }
@@ -68,28 +69,25 @@ func (m *frontMetrics) queueWait(d time.Duration, served bool) {
 // instrument counts and times each request next serves, in a defer: a
 // response the proxy aborts (panicking with http.ErrAbortHandler when the
 // worker fails after its header) is counted too, under the code it began
-// with. A request answered with nothing written is counted 499 when its
-// connection was gone (the client left; or memdrain closed it, at a second
-// signal or a give-up), and 500 when the handler panicked. The proxy
-// writes nothing to a client that has gone, so 502 and 503 are only
-// answers that were sent. A tunnel (101) is counted but not timed: its
-// life is no request's latency.
+// with. An answer written after the request's context ended is counted
+// 499: net/http ends it when the connection's reading side closes, so the
+// client had left (or half-closed) before it, and the proxy's 502 or 503
+// then says nothing of the workers. A request that ends with nothing
+// written is 499 the same way, and 500 if the handler panicked. A tunnel
+// (101) is counted but not timed: its life is no request's latency.
 func (m *frontMetrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &statusWriter{ResponseWriter: w, ctx: r.Context()}
 		defer func() {
 			failure := recover()
 			code := sw.code
 			switch {
-			case code != 0:
-			case failure != nil:
-				code = http.StatusInternalServerError
-			case r.Context().Err() != nil:
-				// Before ServeHTTP returns, the context ends only when
-				// the connection has gone.
+			case sw.late || code == 0 && r.Context().Err() != nil:
 				code = 499
-			default:
+			case code == 0 && failure != nil:
+				code = http.StatusInternalServerError
+			case code == 0:
 				code = http.StatusOK // what net/http sends for a handler that wrote nothing
 			}
 			m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
@@ -104,29 +102,37 @@ func (m *frontMetrics) instrument(next http.Handler) http.Handler {
 	})
 }
 
-// A statusWriter records the final status code of a response. It adds no
-// optional interface but Hijack: http.ResponseController (which the proxy
-// uses to flush, to hijack and for full duplex) reaches the server's
-// through Unwrap.
+// A statusWriter records the final status code of a response, and whether
+// it was written after the request's context ended. It adds no optional
+// interface but Hijack: http.ResponseController (which the proxy uses to
+// flush, to hijack and for full duplex) reaches the server's through
+// Unwrap.
 type statusWriter struct {
 	http.ResponseWriter
+	ctx  context.Context
 	code int
+	late bool
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 && code >= 200 { // 1xx are informational, not the answer
-		w.code = code
+		w.answered(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.code == 0 {
-		w.code = http.StatusOK
+		w.answered(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) answered(code int) {
+	w.code = code
+	w.late = w.ctx.Err() != nil
 }
 
 // Hijack is how an Upgrade's 101 goes out: httputil.ReverseProxy writes it
@@ -134,7 +140,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil && w.code == 0 {
-		w.code = http.StatusSwitchingProtocols
+		w.answered(http.StatusSwitchingProtocols)
 	}
 	return conn, brw, err
 }

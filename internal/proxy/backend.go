@@ -171,10 +171,10 @@ func (b *backend) fail(w http.ResponseWriter, r *http.Request, err error) {
 			on(b.id)
 		}
 	case r.Context().Err() != nil:
-		// The client went away: not the backend's failure, and nobody
-		// reads an answer; writing none keeps a 502 out of what counts
-		// the answers.
+		// The client went away (or half-closed, and still reads): not
+		// the backend's failure.
 		b.log.Debug("request canceled by its client", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.WriteHeader(http.StatusBadGateway)
 	case errors.As(err, &unreached):
 		// A worker that cannot be dialed (it exited, or closed its
 		// listener) is routed around until the caller removes it.

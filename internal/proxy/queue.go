@@ -120,12 +120,13 @@ func (p *Proxy) wakeLocked() {
 // refuse answers a request that no backend will serve.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
-		// The client has gone: nobody reads an answer, and writing none
-		// keeps a 503 out of what counts the answers.
+		// The client has gone, or half-closed its connection (net/http
+		// cancels the request at its EOF): the answer is still written,
+		// for the one that half-closed and still reads.
 		p.log.Debug("request abandoned by its client in the queue", "method", r.Method, "path", r.URL.Path)
-		return
+	} else {
+		p.log.Warn("request refused: 503", "reason", err.Error(), "method", r.Method, "path", r.URL.Path)
 	}
-	p.log.Warn("request refused: 503", "reason", err.Error(), "method", r.Method, "path", r.URL.Path)
 	w.Header().Set("Retry-After", "1")
 	http.Error(w, "503 Service Unavailable: "+err.Error(), http.StatusServiceUnavailable)
 }

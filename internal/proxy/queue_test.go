@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"testing"
@@ -161,5 +163,28 @@ func TestQueueWaitReportedOncePerRequest(t *testing.T) {
 	case w := <-waits:
 		t.Errorf("a second wait reported for one request: %+v", w)
 	default:
+	}
+}
+
+// A client that half-closes its connection once its request is sent
+// (net/http then cancels the request) still reads: it gets the 503 of a
+// request that found no backend, not an empty answer.
+func TestHalfClosedClientGetsItsAnswer(t *testing.T) {
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8})
+	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	conn.(*net.TCPConn).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(wait))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("half-closed client got %s; want 503", resp.Status)
 	}
 }
