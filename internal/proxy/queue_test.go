@@ -75,17 +75,24 @@ func TestQueueFullAndClose(t *testing.T) {
 	}
 }
 
+// A reportedWait is one call of OnQueueWait.
+type reportedWait struct {
+	wait      time.Duration
+	forwarded bool
+}
+
+// recordWaits returns an OnQueueWait that sends each of its calls on the
+// channel it returns too.
+func recordWaits() (func(time.Duration, bool), chan reportedWait) {
+	waits := make(chan reportedWait, 8)
+	return func(d time.Duration, forwarded bool) { waits <- reportedWait{d, forwarded} }, waits
+}
+
 // QueueLen counts the waiting requests, and OnQueueWait is told of each
-// wait as it ends, served or not; a request served at once never waited.
+// wait, forwarded or not; a request forwarded at once never waited.
 func TestQueueLenAndWaits(t *testing.T) {
-	type queueWait struct {
-		wait   time.Duration
-		served bool
-	}
-	waits := make(chan queueWait, 8)
-	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnQueueWait: func(d time.Duration, served bool) {
-		waits <- queueWait{d, served}
-	}})
+	onWait, waits := recordWaits()
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnQueueWait: onWait})
 	queued := e.queuedEvents()
 	results := make(chan result, 2)
 	for range 2 {
@@ -101,7 +108,7 @@ func TestQueueLenAndWaits(t *testing.T) {
 	e.p.Add(a.id, a.addr())
 	for range 2 {
 		recv(t, results, "a queued request")
-		if w := recv(t, waits, "a queue wait"); !w.served || w.wait <= 0 {
+		if w := recv(t, waits, "a queue wait"); !w.forwarded || w.wait <= 0 {
 			t.Fatalf("wait of a queued request that was served: %+v", w)
 		}
 	}
@@ -124,22 +131,16 @@ func TestQueueLenAndWaits(t *testing.T) {
 	if r := recv(t, refused, "the queued request after Close"); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("queued request after Close: %+v; want 503", r)
 	}
-	if w := recv(t, waits, "the wait of a refused request"); w.served {
-		t.Fatalf("a request answered 503 reported served: %+v", w)
+	if w := recv(t, waits, "the wait of a refused request"); w.forwarded {
+		t.Fatalf("a request answered 503 reported forwarded: %+v", w)
 	}
 }
 
 // A request that waits, is handed a backend it cannot dial, and waits
 // again is reported once, forwarded, with its two waits summed.
 func TestQueueWaitReportedOncePerRequest(t *testing.T) {
-	type queueWait struct {
-		wait   time.Duration
-		served bool
-	}
-	waits := make(chan queueWait, 8)
-	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnQueueWait: func(d time.Duration, served bool) {
-		waits <- queueWait{d, served}
-	}})
+	onWait, waits := recordWaits()
+	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8, OnQueueWait: onWait})
 	queued := e.queuedEvents()
 	result := e.goGet("/")
 	recv(t, queued, "the request to queue")
@@ -156,7 +157,7 @@ func TestQueueWaitReportedOncePerRequest(t *testing.T) {
 	if r := recv(t, result, "the request"); r.status != 200 || r.backend != "a" {
 		t.Fatalf("request: %+v; want 200 from a", r)
 	}
-	if w := recv(t, waits, "the request's wait"); !w.served || w.wait <= 0 {
+	if w := recv(t, waits, "the request's wait"); !w.forwarded || w.wait <= 0 {
 		t.Errorf("the request's wait: %+v; want one, forwarded", w)
 	}
 	select {
