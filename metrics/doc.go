@@ -10,6 +10,9 @@
 //
 // Serve the registry on an admin listener of the master's own (see the
 // example), not on the cluster's listeners, which the workers serve.
+// memdrain run --metrics serves this Collector the same way, beside the
+// metrics of its front (requests by status code, their latency, the
+// queue).
 //
 // The package is a module of its own (github.com/memdrain/memdrain/metrics)
 // so that a program that does not export metrics does not download
