@@ -21,7 +21,6 @@ type notifier struct {
 	stopping  bool   // STOPPING=1 sent
 	status    string // the last STATUS= sent
 	recycles  int    // workers drained to be replaced, counted in emit
-	failed    error  // the last send failed with this; logged once
 	watchdog  time.Duration
 	watchNext *time.Timer
 }
@@ -35,18 +34,11 @@ type evWatchdog struct{}
 // systemd asked for them. A malformed WATCHDOG_USEC is an error: left
 // unpinged, systemd would kill the service.
 func (m *master) startNotify() error {
-	sd, err := systemd.NewNotifier()
+	sd, interval, err := systemd.Open()
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	m.notify.sd = sd
-	if sd == nil {
-		return nil
-	}
-	interval, err := systemd.WatchdogInterval()
-	if err != nil {
-		return fmt.Errorf("cluster: %w", err)
-	}
 	if interval > 0 {
 		m.notify.watchdog = interval
 		m.notify.watchNext = time.AfterFunc(interval, func() { m.post(evWatchdog{}) })
@@ -119,15 +111,9 @@ func (m *master) updateNotify() {
 	}
 }
 
-// sdSend sends one message, logging the first of a run of failures: a
-// full socket drops messages rather than stall the loop.
-func (m *master) sdSend(msg string) {
-	err := m.notify.sd.Send(msg)
-	if err != nil && m.notify.failed == nil {
-		m.log.Warn("telling systemd failed; the message is dropped", "message", msg, "err", err)
-	}
-	m.notify.failed = err
-}
+// sdSend sends one message; a full socket drops it rather than stall the
+// loop (see systemd.Notifier.Tell).
+func (m *master) sdSend(msg string) { m.notify.sd.Tell(msg, m.log) }
 
 // allServing reports whether every slot has a serving worker.
 func (m *master) allServing() bool {

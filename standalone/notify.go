@@ -23,13 +23,8 @@ type notifier struct {
 // newNotifier reads the variables, and returns an error naming one it
 // cannot use.
 func newNotifier() (*notifier, error) {
-	n, err := systemd.NewNotifier()
-	if err != nil || n == nil {
-		return &notifier{}, err
-	}
-	interval, err := systemd.WatchdogInterval()
+	n, interval, err := systemd.Open()
 	if err != nil {
-		n.Close()
 		return nil, err
 	}
 	return &notifier{n: n, interval: interval}, nil
@@ -41,12 +36,7 @@ func (nt *notifier) run(c *drain.Controller, addr string, log *slog.Logger) (sto
 	if nt.n == nil {
 		return func() {}
 	}
-	send := func(msg string) {
-		if err := nt.n.Send(msg); err != nil {
-			log.Warn("systemd: a notification was not sent", "msg", msg, "err", err.Error())
-		}
-	}
-	send("READY=1\nSTATUS=serving on " + addr)
+	nt.n.Tell("READY=1\nSTATUS=serving on "+addr, log)
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -59,14 +49,14 @@ func (nt *notifier) run(c *drain.Controller, addr string, log *slog.Logger) (sto
 		draining := c.Draining()
 		stopping := func() {
 			draining = nil
-			send("STOPPING=1\nSTATUS=draining: " + c.Reason().String())
+			nt.n.Tell("STOPPING=1\nSTATUS=draining: "+c.Reason().String(), log)
 		}
 		for {
 			select {
 			case <-draining:
 				stopping()
 			case <-ping:
-				send("WATCHDOG=1")
+				nt.n.Tell("WATCHDOG=1", log)
 			case <-quit:
 				// A drain with nothing in flight can end, and quit close,
 				// before this loop saw it start: it is said all the same.

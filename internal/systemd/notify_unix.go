@@ -5,6 +5,7 @@ package systemd
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"syscall"
@@ -16,8 +17,9 @@ import (
 // socket named by NOTIFY_SOCKET. A nil *Notifier sends nothing, so callers
 // need not check whether systemd listens.
 type Notifier struct {
-	fd   int // an unbound datagram socket, close-on-exec
-	addr *syscall.SockaddrUnix
+	fd     int // an unbound datagram socket, close-on-exec
+	addr   *syscall.SockaddrUnix
+	failed error // the last Tell's failure, nil after one that worked
 }
 
 // NewNotifier returns a Notifier for the socket in NOTIFY_SOCKET, or nil
@@ -57,6 +59,21 @@ func (n *Notifier) Send(state string) error {
 		return nil
 	}
 	return syscall.Sendto(n.fd, []byte(state), syscall.MSG_DONTWAIT, n.addr)
+}
+
+// Tell sends msg as Send does, and logs the first failure of a run of
+// them: a message systemd cannot take is dropped, never waited for, and a
+// socket that stays full is logged once. Like Send, it is for one
+// goroutine at a time.
+func (n *Notifier) Tell(msg string, log *slog.Logger) {
+	if n == nil {
+		return
+	}
+	err := n.Send(msg)
+	if err != nil && n.failed == nil {
+		log.Warn("telling systemd failed; the message is dropped", "message", msg, "err", err)
+	}
+	n.failed = err
 }
 
 // Close releases the Notifier's socket.

@@ -18,6 +18,9 @@ func NewNotifier() (*Notifier, error) { return nil, nil }
 // Send does nothing.
 func (n *Notifier) Send(string) error { return nil }
 
+// Tell does nothing.
+func (n *Notifier) Tell(string, *slog.Logger) {}
+
 // Close does nothing.
 func (n *Notifier) Close() error { return nil }
 
