@@ -147,17 +147,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 		c.Control, o.controlSet = v, true
 		return nil
 	})
-	fs.Func("pid-file", "write memdrain's pid to this file while it runs; the control socket defaults to the same path with .sock for .pid (MEMDRAIN_PID_FILE; default none)", func(v string) error {
-		if problem, ok := checkPidFile(v); !ok {
-			return errors.New(problem)
-		}
-		o.pidFile = v
-		return nil
-	})
-	fs.Func("metrics", `serve Prometheus metrics at /metrics on this address: "host:port" such as 127.0.0.1:9100, or "unix:/path" (MEMDRAIN_METRICS; default none: nothing listens)`, func(v string) error {
-		o.metrics = v
-		return nil
-	})
+	stringFlag(fs, "pid-file", &o.pidFile, checkPidFile, "write memdrain's pid to this file while it runs; the control socket defaults to the same path with .sock for .pid (MEMDRAIN_PID_FILE; default none)")
+	stringFlag(fs, "metrics", &o.metrics, anyString, `serve Prometheus metrics at /metrics on this address: "host:port" such as 127.0.0.1:9100, or "unix:/path" (MEMDRAIN_METRICS; default none: nothing listens)`)
 	intFlag(fs, "workers", &c.Workers, "worker processes (MEMDRAIN_WORKERS; default: one per CPU)")
 	sizeFlag(fs, "max-memory", &c.MaxMemory, "replace a worker whose process tree uses more, such as 150Mi or 400000000 (MEMDRAIN_MAX_MEMORY; default: in a cgroup with a memory limit, 90% of it split across the workers and one replacement, else 0, no limit)")
 	sizeFlag(fs, "total-memory", &c.TotalMemory, "replace the largest worker while all together use more (MEMDRAIN_TOTAL_MEMORY; default 0, no budget)")
@@ -178,7 +169,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 		c.Sampler = s
 		return nil
 	})
-	pathFlag(fs, "ready-path", &o.readyPath, "a worker is ready when this path answers 2xx on its PORT (MEMDRAIN_READY_PATH; default: when its PORT accepts a connection)")
+	stringFlag(fs, "ready-path", &o.readyPath, checkPath, "a worker is ready when this path answers 2xx on its PORT (MEMDRAIN_READY_PATH; default: when its PORT accepts a connection)")
 	durationFlag(fs, "ready-timeout", &c.ReadyTimeout, "a new worker must be ready within this (MEMDRAIN_READY_TIMEOUT; default 30s)")
 	durationFlag(fs, "drain-timeout", &c.DrainTimeout, "longest wait for a replaced worker's requests in flight (MEMDRAIN_DRAIN_TIMEOUT; default 30s)")
 	durationFlag(fs, "kill-grace", &c.KillGrace, "SIGKILL a worker this long after --stop-signal (MEMDRAIN_KILL_GRACE; default 5s)")
@@ -193,7 +184,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	durationFlag(fs, "queue-timeout", &o.queueTimeout, "how long a request waits for a ready worker before 503 (MEMDRAIN_QUEUE_TIMEOUT; default 30s)")
 	intFlag(fs, "queue-limit", &o.queueLimit, "requests that may wait at once; more get 503 at once (MEMDRAIN_QUEUE_LIMIT; default 1024)")
 	durationFlag(fs, "request-timeout", &o.requestTimeout, "a response header later than this gets 504, and its worker is replaced as hung (MEMDRAIN_REQUEST_TIMEOUT; default 0, off)")
-	pathFlag(fs, "health-path", &o.healthPath, "polled on each worker's PORT; failing --health-failures times in a row replaces it as hung (MEMDRAIN_HEALTH_PATH; default none)")
+	stringFlag(fs, "health-path", &o.healthPath, checkPath, "polled on each worker's PORT; failing --health-failures times in a row replaces it as hung (MEMDRAIN_HEALTH_PATH; default none)")
 	durationFlag(fs, "health-interval", &o.healthInterval, "time between two polls of --health-path (MEMDRAIN_HEALTH_INTERVAL; default 5s)")
 	intFlag(fs, "health-failures", &o.healthFailures, "failed polls in a row that make a worker hung, replaced at the next heartbeat (MEMDRAIN_HEALTH_FAILURES; default 3)")
 	fs.Func("log-format", "memdrain's own log on stderr: text or json (MEMDRAIN_LOG_FORMAT; default text)", func(v string) error {
@@ -240,15 +231,21 @@ func durationFlag(fs *flag.FlagSet, name string, dst *time.Duration, usage strin
 	})
 }
 
-func pathFlag(fs *flag.FlagSet, name string, dst *string, usage string) {
+// stringFlag defines a flag whose value check accepts, or says what is
+// wrong with and what is accepted.
+func stringFlag(fs *flag.FlagSet, name string, dst *string, check func(string) (string, bool), usage string) {
 	fs.Func(name, usage, func(v string) error {
-		if problem, ok := checkPath(v); !ok {
+		if problem, ok := check(v); !ok {
 			return errors.New(problem)
 		}
 		*dst = v
 		return nil
 	})
 }
+
+// anyString accepts any value: listenaddr.Listen judges an address when
+// it opens it.
+func anyString(string) (string, bool) { return "", true }
 
 // accepted joins what is wrong with a value, if anything more than not
 // being accepted, and what is.
@@ -303,8 +300,8 @@ func parseLogFormat(v string) (string, bool) {
 // commandVars are the variables of the command's own settings; the
 // supervisor's are read by cluster.FromEnv.
 var commandVars = []envvar.Var[options]{
-	pathVar("MEMDRAIN_READY_PATH", "readyPath", func(o *options) *string { return &o.readyPath }),
-	pathVar("MEMDRAIN_HEALTH_PATH", "healthPath", func(o *options) *string { return &o.healthPath }),
+	stringVar("MEMDRAIN_READY_PATH", "readyPath", func(o *options) *string { return &o.readyPath }, checkPath, pathAccepted, "/health"),
+	stringVar("MEMDRAIN_HEALTH_PATH", "healthPath", func(o *options) *string { return &o.healthPath }, checkPath, pathAccepted, "/health"),
 	envvar.DurationVar("MEMDRAIN_HEALTH_INTERVAL", "healthInterval", func(o *options) *time.Duration { return &o.healthInterval }, "s", "the default 5s"),
 	envvar.CountVar("MEMDRAIN_HEALTH_FAILURES", "healthFailures", func(o *options) *int { return &o.healthFailures }, "the default 3"),
 	{
@@ -320,23 +317,8 @@ var commandVars = []envvar.Var[options]{
 	envvar.DurationVar("MEMDRAIN_QUEUE_TIMEOUT", "queueTimeout", func(o *options) *time.Duration { return &o.queueTimeout }, "s", "no wait: 503 at once"),
 	envvar.CountVar("MEMDRAIN_QUEUE_LIMIT", "queueLimit", func(o *options) *int { return &o.queueLimit }, "no queue"),
 	envvar.DurationVar("MEMDRAIN_REQUEST_TIMEOUT", "requestTimeout", func(o *options) *time.Duration { return &o.requestTimeout }, "s", "off"),
-	{
-		Name: "MEMDRAIN_PID_FILE", Field: "pidFile", Accepted: "the path of a file", Example: "/run/app/memdrain.pid",
-		Set: func(o *options, v string) (string, bool) {
-			problem, ok := checkPidFile(v)
-			if ok {
-				o.pidFile = v
-			}
-			return problem, ok
-		},
-	},
-	{
-		Name: "MEMDRAIN_METRICS", Field: "metrics", Accepted: `"host:port" or "unix:/path"`, Example: "127.0.0.1:9100",
-		Set: func(o *options, v string) (string, bool) {
-			o.metrics = v
-			return "", true
-		},
-	},
+	stringVar("MEMDRAIN_PID_FILE", "pidFile", func(o *options) *string { return &o.pidFile }, checkPidFile, "the path of a file", "/run/app/memdrain.pid"),
+	stringVar("MEMDRAIN_METRICS", "metrics", func(o *options) *string { return &o.metrics }, anyString, `"host:port" or "unix:/path"`, "127.0.0.1:9100"),
 	{
 		Name: "MEMDRAIN_LOG_FORMAT", Field: "logFormat", Accepted: "text or json", Example: "json",
 		Set: func(o *options, v string) (string, bool) {
@@ -349,11 +331,13 @@ var commandVars = []envvar.Var[options]{
 	},
 }
 
-func pathVar(name, field string, dst func(*options) *string) envvar.Var[options] {
+// stringVar is the variable of a stringFlag: what check accepts sets the
+// field dst returns.
+func stringVar(name, field string, dst func(*options) *string, check func(string) (string, bool), accepted, example string) envvar.Var[options] {
 	return envvar.Var[options]{
-		Name: name, Field: field, Accepted: `a path starting with "/"`, Example: "/health",
+		Name: name, Field: field, Accepted: accepted, Example: example,
 		Set: func(o *options, v string) (string, bool) {
-			problem, ok := checkPath(v)
+			problem, ok := check(v)
 			if ok {
 				*dst(o) = v
 			}
@@ -361,6 +345,9 @@ func pathVar(name, field string, dst func(*options) *string) envvar.Var[options]
 		},
 	}
 }
+
+// pathAccepted is what checkPath accepts, for errors.
+const pathAccepted = `a path starting with "/"`
 
 // usageText prints the flags, for memdrain run -h and errors.
 func usageText() string {
