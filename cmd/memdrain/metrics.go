@@ -39,7 +39,7 @@ func newFrontMetrics() *frontMetrics {
 	m := &frontMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "memdrain_http_requests_total",
-			Help: "Requests answered by the front, by status code: the workers' answers, memdrain's own 502, 503 and 504, 101 for an Upgrade tunnel, and 499 when the connection was gone before any answer.",
+			Help: "Requests answered by the front, by status code: the workers' answers, memdrain's own 502, 503 and 504, 101 for an Upgrade tunnel, 499 for an answer written (or none) after the client left or half-closed, and 500 when memdrain failed with nothing written.",
 		}, []string{"code"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "memdrain_http_request_duration_seconds",

@@ -66,10 +66,9 @@ type Options struct {
 	// in the queue, as the request ends, with how long it waited in all (a
 	// request whose backend could not be dialed may queue again) and
 	// whether it was forwarded (false: answered 503, or its client went
-	// away). It is called in the request's goroutine and
-	// should not block. A request that found a ready backend at once
-	// never waited.
-	OnQueueWait func(wait time.Duration, served bool)
+	// away). It is called in the request's goroutine and should not
+	// block. A request that found a ready backend at once never waited.
+	OnQueueWait func(wait time.Duration, forwarded bool)
 	// Log receives the proxy's errors, each request's at most once, with
 	// the backend's id. Nil means slog.Default().
 	Log *slog.Logger
