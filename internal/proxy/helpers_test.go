@@ -48,6 +48,20 @@ func newEnv(t *testing.T, opts Options) *env {
 	return &env{t: t, p: p, front: front, client: client, logs: logs}
 }
 
+// dialFront opens a connection of the test's own to the front server, for
+// requests written by hand; it fails after wait, and is closed when the
+// test ends.
+func (e *env) dialFront() net.Conn {
+	e.t.Helper()
+	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(wait))
+	return conn
+}
+
 // A testBackend is an HTTP server on 127.0.0.1 answering with its name.
 // Paths:
 //

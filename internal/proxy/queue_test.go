@@ -172,14 +172,9 @@ func TestQueueWaitReportedOncePerRequest(t *testing.T) {
 // request that found no backend, not an empty answer.
 func TestHalfClosedClientGetsItsAnswer(t *testing.T) {
 	e := newEnv(t, Options{QueueTimeout: wait, QueueLimit: 8})
-	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := e.dialFront()
 	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	conn.(*net.TCPConn).CloseWrite()
-	conn.SetReadDeadline(time.Now().Add(wait))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		t.Fatal(err)

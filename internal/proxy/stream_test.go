@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/memdrain/memdrain/internal/testkit"
 )
@@ -22,12 +21,7 @@ func TestDrainHoldsUpgradeTunnel(t *testing.T) {
 	a := e.backend(1, "a")
 	e.p.Add(a.id, a.addr())
 
-	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(wait))
+	conn := e.dialFront()
 	if _, err := io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -272,12 +266,7 @@ func TestEarlyAnswerDuringUpload(t *testing.T) {
 	})
 	e.p.Add(1, ln.Addr().String())
 
-	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(wait))
+	conn := e.dialFront()
 	br := bufio.NewReader(conn)
 	read := func(what string) {
 		t.Helper()
@@ -304,12 +293,7 @@ func TestExpectContinue(t *testing.T) {
 	a := e.backend(1, "a")
 	e.p.Add(a.id, a.addr())
 
-	conn, err := net.Dial("tcp", e.front.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(wait))
+	conn := e.dialFront()
 	br := bufio.NewReader(conn)
 	io.WriteString(conn, "POST /count HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 	res, err := http.ReadResponse(br, nil)
