@@ -27,10 +27,7 @@ func TestTheLoopServesWhileAWorkerIsBeingStarted(t *testing.T) {
 	h := startCluster(t, Config{Workers: 1}, behaveNormally)
 	old := h.waitReady(1)[0]
 
-	syscall.ForkLock.RLock()
-	var unlock sync.Once
-	release := func() { unlock.Do(syscall.ForkLock.RUnlock) }
-	t.Cleanup(release) // before the cluster's own cleanup stops the master
+	release := holdForkLock(t)
 
 	h.c.Reload()
 	h.waitLog("replacing worker") // the loop is at the spawn, or past it
@@ -74,10 +71,7 @@ func TestAShutdownWaitsForAStartUnderWay(t *testing.T) {
 	h := startCluster(t, Config{Workers: 1}, behaveNormally)
 	old := h.waitReady(1)[0]
 
-	syscall.ForkLock.RLock()
-	var unlock sync.Once
-	release := func() { unlock.Do(syscall.ForkLock.RUnlock) }
-	t.Cleanup(release)
+	release := holdForkLock(t)
 
 	h.c.Reload()
 	h.waitLog("replacing worker")
@@ -116,10 +110,7 @@ func TestTheLoopServesWhileTwoWorkersAreBeingStarted(t *testing.T) {
 		bySlot[e.Worker] = e.Pid
 	}
 
-	syscall.ForkLock.RLock()
-	var unlock sync.Once
-	release := func() { unlock.Do(syscall.ForkLock.RUnlock) }
-	t.Cleanup(release)
+	release := holdForkLock(t)
 
 	h.c.Reload() // slot 0 first; slot 1 waits its turn in the queue
 	h.waitLog("replacing worker")
@@ -142,4 +133,16 @@ func TestTheLoopServesWhileTwoWorkersAreBeingStarted(t *testing.T) {
 	for range 2 {
 		h.waitKind(Ready)
 	}
+}
+
+// holdForkLock holds syscall.ForkLock for reading, which every fork in the
+// process takes for writing, so that no worker can start until the
+// function it returns (or the test's end, before the cluster's own
+// cleanup stops the master) lets go. It may be called more than once.
+func holdForkLock(t *testing.T) (release func()) {
+	syscall.ForkLock.RLock()
+	var unlock sync.Once
+	release = func() { unlock.Do(syscall.ForkLock.RUnlock) }
+	t.Cleanup(release)
+	return release
 }
