@@ -156,7 +156,6 @@ func (c *Controller) finishDrained() {
 	}
 }
 
-// expire is the deadline: it ends the drain whatever is in flight.
 // Expire ends a drain in progress at once, as its deadline would: Done
 // closes, and Result reports DeadlineExceeded and the work still in
 // flight. It does nothing before Start or once the drain has ended. It is
@@ -167,6 +166,7 @@ func (c *Controller) Expire() {
 	}
 }
 
+// expire is the deadline: it ends the drain whatever is in flight.
 func (c *Controller) expire() {
 	for {
 		s := c.state.Load()
